@@ -1,0 +1,28 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, writeFileSync, mkdirSync } from 'node:fs';
+import * as path from 'node:path';
+
+const root = path.resolve(__dirname, '..');
+export const DEFAULT_MODEL_DIR = path.join(root, 'models', 'default');
+const stateFile = path.join(root, 'node_modules', '.xgb-stream-test-kafka');
+
+/** Trains the default model when missing, then makes sure a broker is there for the integration tests. */
+export default async function globalSetup(): Promise<void> {
+  if (!existsSync(path.join(DEFAULT_MODEL_DIR, 'model.ubj'))) {
+    process.stdout.write('\nglobal setup: training the default model (models/default)\n');
+    execFileSync('bash', [path.join(root, 'scripts/python.sh'), path.join(root, 'scripts/train_model.py'),
+      '--out', DEFAULT_MODEL_DIR], { stdio: 'inherit' });
+  }
+  if (process.env.KAFKA_BROKERS) {
+    writeFileSync(stateFile, 'external');
+    return;
+  }
+  const wasRunning = execFileSync('bash', [path.join(root, 'scripts/kafka.sh'), 'status'],
+    { encoding: 'utf8' }).includes('running');
+  const out = execFileSync('bash', [path.join(root, 'scripts/kafka.sh'), 'start'],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = out.trim().split('\n');
+  process.env.KAFKA_BROKERS = lines[lines.length - 1].trim();
+  mkdirSync(path.dirname(stateFile), { recursive: true });
+  writeFileSync(stateFile, wasRunning ? 'external' : 'started');
+}
