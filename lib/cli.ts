@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+/**
+ * The `xgb-stream` command: parses the configuration, loads the model, starts the processor and the
+ * metrics endpoint, and stops gracefully on SIGINT or SIGTERM.
+ */
+import * as path from 'node:path';
+import { ConfigError, helpText, parseConfig } from './config';
+
+const EXIT_USAGE = 2;
+
+async function main(): Promise<number> {
+  // Consume calls, flushes and batch predictions all run on libuv's pool; its default of 4 threads
+  // is sized before anything uses it, so this must come first.
+  process.env.UV_THREADPOOL_SIZE ??= '8';
+
+  let parsed;
+  try {
+    parsed = parseConfig(process.argv.slice(2), process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`xgb-stream: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+  if (parsed.kind === 'help') {
+    process.stdout.write(helpText() + '\n');
+    return 0;
+  }
+  if (parsed.kind === 'version') {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    process.stdout.write(`xgb-stream ${require('../package.json').version}\n`);
+    return 0;
+  }
+  const config = parsed.config;
+
+  // Loaded here rather than at the top so that --help works without the native addon built.
+  const { Classifier } = await import('./classifier');
+  const { createLogger } = await import('./log');
+  const { ProcessorMetrics } = await import('./metrics');
+  const { StreamProcessor } = await import('./processor/processor');
+  const { startMetricsServer } = await import('./metrics-server');
+
+  const log = createLogger(config.logLevel);
+  let classifier;
+  try {
+    classifier = Classifier.load(path.resolve(config.modelPath), { nthread: config.nthread });
+  } catch (err) {
+    process.stderr.write(`xgb-stream: invalid --model: ${(err as Error).message}\n`);
+    return EXIT_USAGE;
+  }
+
+  const metrics = new ProcessorMetrics();
+  let processor;
+  try {
+    processor = new StreamProcessor({ config, classifier, logger: log, metrics });
+  } catch (err) {
+    process.stderr.write(`xgb-stream: ${(err as Error).message}\n`);
+    return EXIT_USAGE;
+  }
+
+  let metricsServer;
+  if (config.metricsPort > 0) {
+    metricsServer = (await startMetricsServer(config.metricsPort, metrics, processor)).server;
+  }
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      log.error('second signal: exiting without finishing', { signal });
+      process.exit(130);
+    }
+    log.info('signal received: stopping', { signal });
+    void processor.stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    await processor.start();
+  } catch (err) {
+    process.stderr.write(`xgb-stream: ${(err as Error).message}\n`);
+    metricsServer?.close();
+    classifier.close();
+    return 1;
+  }
+  process.stderr.write(`xgb-stream: scoring ${config.inputTopic} on ${config.brokers} `
+    + `(group ${config.groupId}, threshold ${processor.threshold}, model ${processor.modelVersion})\n`);
+  const code = await processor.finished;
+  metricsServer?.close();
+  classifier.close();
+  return code;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`xgb-stream: ${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,227 @@
+/**
+ * The processor's configuration: command-line flags and environment variables, parsed once at start-up
+ * into a frozen, typed object. Flags win over environment variables, which win over defaults. Nothing
+ * reads `process.env` after this module has run.
+ */
+
+/** The value written to the two output topics. */
+export type OutputFormat = 'protobuf' | 'json' | 'float';
+/** Whether suspicious records carry per-feature contributions, and computed how. */
+export type ExplainMode = 'none' | 'approx' | 'exact';
+/** Log levels, most severe first. */
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/** Everything the processor needs to run, validated. */
+export interface ProcessorConfig {
+  readonly brokers: string;
+  readonly groupId: string;
+  readonly inputTopic: string;
+  readonly suspiciousTopic: string;
+  readonly regularTopic: string;
+  readonly deadLetterTopic: string;
+  readonly modelPath: string;
+  /** Explicit threshold; undefined means the model's `threshold` attribute, else 0.5. */
+  readonly threshold: number | undefined;
+  readonly batchSize: number;
+  readonly batchWaitMs: number;
+  readonly outputFormat: OutputFormat;
+  readonly explain: ExplainMode;
+  readonly topK: number;
+  readonly rejectMissing: boolean;
+  readonly logLevel: LogLevel;
+  readonly metricsPort: number;
+  readonly createTopics: boolean;
+  readonly createPartitions: number;
+  readonly createReplicationFactor: number;
+  readonly shutdownTimeoutMs: number;
+  readonly nthread: number;
+  /** librdkafka properties given with `-X key=value`, applied to both the consumer and the producer. */
+  readonly kafkaProperties: Readonly<Record<string, string>>;
+}
+
+/** A setting that cannot be used; the CLI prints the message and exits with status 2. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** The outcome of parsing: a configuration to run, or a request for help or the version. */
+export type ParseResult =
+  | { kind: 'run'; config: ProcessorConfig }
+  | { kind: 'help' }
+  | { kind: 'version' };
+
+type Kind = 'string' | 'int' | 'number' | 'bool' | 'enum';
+
+interface Option {
+  readonly flag: string;
+  readonly env: string;
+  readonly key: keyof ProcessorConfig;
+  readonly kind: Kind;
+  readonly help: string;
+  readonly def?: string;
+  readonly choices?: readonly string[];
+  readonly min?: number;
+  readonly max?: number;
+}
+
+/** The single table behind parsing, `--help` and the README's configuration reference. */
+export const OPTIONS: readonly Option[] = [
+  { flag: '--brokers', env: 'KAFKA_BROKERS', key: 'brokers', kind: 'string', def: '127.0.0.1:9092',
+    help: 'Kafka bootstrap servers (host:port, comma-separated)' },
+  { flag: '--group-id', env: 'GROUP_ID', key: 'groupId', kind: 'string', def: 'xgb-stream',
+    help: 'consumer group; instances in one group split the input partitions' },
+  { flag: '--input-topic', env: 'INPUT_TOPIC', key: 'inputTopic', kind: 'string', def: 'predict-requests',
+    help: 'topic of PredictRequest records' },
+  { flag: '--suspicious-topic', env: 'SUSPICIOUS_TOPIC', key: 'suspiciousTopic', kind: 'string',
+    def: 'suspicious-events', help: 'topic for records scoring >= threshold' },
+  { flag: '--regular-topic', env: 'REGULAR_TOPIC', key: 'regularTopic', kind: 'string', def: 'regular-events',
+    help: 'topic for records scoring < threshold' },
+  { flag: '--dead-letter-topic', env: 'DEAD_LETTER_TOPIC', key: 'deadLetterTopic', kind: 'string',
+    def: 'predict-requests.dlq', help: 'topic for records that cannot be scored, with the reason in headers' },
+  { flag: '--model', env: 'MODEL_PATH', key: 'modelPath', kind: 'string', def: 'models/default/model.ubj',
+    help: 'XGBoost model file (UBJSON, JSON or legacy binary)' },
+  { flag: '--threshold', env: 'THRESHOLD', key: 'threshold', kind: 'number', min: 0, max: 1,
+    help: "score at or above which a record is suspicious (default: the model's threshold attribute, else 0.5)" },
+  { flag: '--batch-size', env: 'BATCH_SIZE', key: 'batchSize', kind: 'int', def: '500', min: 1, max: 100000,
+    help: 'most records scored in one prediction call' },
+  { flag: '--batch-wait-ms', env: 'BATCH_WAIT_MS', key: 'batchWaitMs', kind: 'int', def: '5', min: 0, max: 60000,
+    help: 'longest a record waits for its batch to fill before the batch is scored' },
+  { flag: '--output-format', env: 'OUTPUT_FORMAT', key: 'outputFormat', kind: 'enum', def: 'protobuf',
+    choices: ['protobuf', 'json', 'float'],
+    help: 'value written to the output topics: ScoredRecord protobuf, JSON, or a 4-byte big-endian float' },
+  { flag: '--explain', env: 'EXPLAIN', key: 'explain', kind: 'enum', def: 'none', choices: ['none', 'approx', 'exact'],
+    help: 'add per-feature contributions to suspicious records (protobuf and json formats)' },
+  { flag: '--top-k', env: 'TOP_K', key: 'topK', kind: 'int', def: '3', min: 1, max: 1000,
+    help: 'number of contributions kept, largest |value| first' },
+  { flag: '--reject-missing', env: 'REJECT_MISSING', key: 'rejectMissing', kind: 'bool', def: 'false',
+    help: 'dead-letter records with NaN features instead of scoring NaN as missing' },
+  { flag: '--log-level', env: 'LOG_LEVEL', key: 'logLevel', kind: 'enum', def: 'warn',
+    choices: ['error', 'warn', 'info', 'debug'], help: 'least severe level logged (JSON lines on stderr)' },
+  { flag: '--metrics-port', env: 'METRICS_PORT', key: 'metricsPort', kind: 'int', def: '0', min: 0, max: 65535,
+    help: 'port of the /metrics, /healthz and /readyz endpoint; 0 turns it off' },
+  { flag: '--create-topics', env: 'CREATE_TOPICS', key: 'createTopics', kind: 'bool', def: 'false',
+    help: 'create missing topics instead of stopping with an error' },
+  { flag: '--create-partitions', env: 'CREATE_PARTITIONS', key: 'createPartitions', kind: 'int', def: '1', min: 1,
+    max: 10000, help: 'partitions of topics made by --create-topics' },
+  { flag: '--create-replication-factor', env: 'CREATE_REPLICATION_FACTOR', key: 'createReplicationFactor',
+    kind: 'int', def: '1', min: 1, max: 100, help: 'replication factor of topics made by --create-topics' },
+  { flag: '--shutdown-timeout-ms', env: 'SHUTDOWN_TIMEOUT_MS', key: 'shutdownTimeoutMs', kind: 'int', def: '30000',
+    min: 100, max: 600000, help: 'bound on finishing in-flight batches, flushing and committing at shutdown' },
+  { flag: '--nthread', env: 'NTHREAD', key: 'nthread', kind: 'int', def: '1', min: 0, max: 256,
+    help: 'xgboost threads per prediction call (0: all cores)' },
+];
+
+const BOOL_TRUE = new Set(['1', 'true', 'yes', 'on']);
+const BOOL_FALSE = new Set(['0', 'false', 'no', 'off']);
+
+function parseValue(opt: Option, raw: string, source: string): unknown {
+  const bad = (expected: string): ConfigError =>
+    new ConfigError(`invalid ${source} '${raw}': expected ${expected}`);
+  switch (opt.kind) {
+    case 'string':
+      if (raw.trim() === '') throw bad('a non-empty value');
+      return raw;
+    case 'bool': {
+      const v = raw.toLowerCase();
+      if (BOOL_TRUE.has(v)) return true;
+      if (BOOL_FALSE.has(v)) return false;
+      throw bad('true or false');
+    }
+    case 'enum':
+      if (!opt.choices!.includes(raw)) throw bad(`one of ${opt.choices!.join(', ')}`);
+      return raw;
+    case 'int':
+    case 'number': {
+      const range = `${opt.min ?? '-inf'} to ${opt.max ?? 'inf'}`;
+      const kind = opt.kind === 'int' ? 'an integer' : 'a number';
+      const n = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(raw.trim()) ? Number(raw) : NaN;
+      if (!Number.isFinite(n) || (opt.kind === 'int' && !Number.isInteger(n))
+        || (opt.min !== undefined && n < opt.min) || (opt.max !== undefined && n > opt.max)) {
+        throw bad(`${kind} from ${range}`);
+      }
+      return n;
+    }
+  }
+}
+
+/** Renders the `--help` text from the option table. */
+export function helpText(): string {
+  const lines = [
+    'Usage: xgb-stream [options]',
+    '',
+    'Scores PredictRequest records from a Kafka topic with an XGBoost model and routes each to the',
+    'suspicious or the regular topic; records that cannot be scored go to the dead-letter topic.',
+    '',
+    'Options (each also read from the environment variable shown):',
+  ];
+  for (const o of OPTIONS) {
+    const arg = o.kind === 'bool' ? '' : ` <${o.kind === 'enum' ? o.choices!.join('|') : o.kind === 'string' ? 'value' : 'n'}>`;
+    lines.push(`  ${o.flag}${arg}`);
+    lines.push(`      ${o.help}${o.def !== undefined && o.kind !== 'bool' ? ` (default ${o.def})` : ''} [${o.env}]`);
+  }
+  lines.push('  -X, --kafka-property <key=value>');
+  lines.push('      librdkafka property for the consumer and producer, repeatable, e.g. -X security.protocol=SASL_SSL');
+  lines.push('      [KAFKA_PROPERTIES: key=value pairs separated by commas]');
+  lines.push('  -h, --help      show this text');
+  lines.push('  -V, --version   show the version');
+  return lines.join('\n');
+}
+
+function parseKafkaProperty(raw: string, source: string, into: Record<string, string>): void {
+  const eq = raw.indexOf('=');
+  if (eq <= 0) throw new ConfigError(`invalid ${source} '${raw}': expected key=value`);
+  into[raw.slice(0, eq).trim()] = raw.slice(eq + 1);
+}
+
+/**
+ * Parses flags (`argv` without node and the script) and environment variables into a configuration.
+ * Throws ConfigError naming the setting at the first one that is unknown or invalid.
+ */
+export function parseConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ParseResult {
+  const values: Record<string, unknown> = {};
+  const kafkaProperties: Record<string, string> = {};
+  const byFlag = new Map(OPTIONS.map((o) => [o.flag, o]));
+
+  for (const o of OPTIONS) {
+    const raw = env[o.env];
+    if (raw !== undefined && raw !== '') values[o.key] = parseValue(o, raw, `${o.env}`);
+  }
+  if (env.KAFKA_PROPERTIES) {
+    for (const pair of env.KAFKA_PROPERTIES.split(',')) {
+      if (pair.trim()) parseKafkaProperty(pair.trim(), 'KAFKA_PROPERTIES entry', kafkaProperties);
+    }
+  }
+
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '-h' || arg === '--help') return { kind: 'help' };
+    if (arg === '-V' || arg === '--version') return { kind: 'version' };
+    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    const inline = eq > 0 ? arg.slice(eq + 1) : undefined;
+    const takeValue = (): string => {
+      if (inline !== undefined) return inline;
+      const next = argv[i + 1];
+      if (next === undefined) throw new ConfigError(`missing value for ${name}`);
+      i++;
+      return next;
+    };
+    if (name === '-X' || name === '--kafka-property') {
+      parseKafkaProperty(takeValue(), name, kafkaProperties);
+      continue;
+    }
+    const opt = byFlag.get(name);
+    if (!opt) throw new ConfigError(`unknown option '${arg}' (see --help)`);
+    values[opt.key] = opt.kind === 'bool' && inline === undefined ? true : parseValue(opt, takeValue(), name);
+  }
+
+  for (const o of OPTIONS) {
+    if (values[o.key] === undefined && o.def !== undefined) values[o.key] = parseValue(o, o.def, o.flag);
+  }
+  const config = { ...values, kafkaProperties: Object.freeze(kafkaProperties) } as unknown as ProcessorConfig;
+  const topics = [config.inputTopic, config.suspiciousTopic, config.regularTopic, config.deadLetterTopic];
+  if (new Set(topics).size !== topics.length) {
+    throw new ConfigError(`the input, suspicious, regular and dead-letter topics must differ: ${topics.join(', ')}`);
+  }
+  return { kind: 'run', config: Object.freeze(config) };
+}

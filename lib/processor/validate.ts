@@ -1,0 +1,68 @@
+/**
+ * Turns one consumed Kafka value into a scorable row or the reason it cannot be scored. Pure: the
+ * processor decides where each outcome goes.
+ */
+import { decodePredictRequest } from '../codec';
+
+/** Why a record went to the dead-letter topic; the value of its `xgb.error.reason` header. */
+export type DeadLetterReason =
+  | 'null-value'
+  | 'undecodable'
+  | 'empty-record-id'
+  | 'wrong-feature-count'
+  | 'non-finite-feature'
+  | 'missing-feature'
+  | 'scoring-failed';
+
+/** A record ready to score. */
+export interface ValidRecord {
+  readonly ok: true;
+  readonly recordID: string;
+  readonly features: readonly number[];
+}
+
+/** A record that cannot be scored, with a reason code and a human-readable message. */
+export interface InvalidRecord {
+  readonly ok: false;
+  readonly reason: DeadLetterReason;
+  readonly message: string;
+}
+
+/**
+ * Decodes and checks a PredictRequest value. NaN is xgboost's "missing" and is scored as such unless
+ * `rejectMissing` is set; ±Infinity is never a valid feature.
+ */
+export function validateRequest(
+  value: Buffer | null | undefined, numFeatures: number, rejectMissing: boolean,
+): ValidRecord | InvalidRecord {
+  if (value === null || value === undefined) {
+    return { ok: false, reason: 'null-value', message: 'record has a null value' };
+  }
+  let request;
+  try {
+    request = decodePredictRequest(value);
+  } catch (err) {
+    return { ok: false, reason: 'undecodable', message: (err as Error).message };
+  }
+  if (request.recordID === '') {
+    return { ok: false, reason: 'empty-record-id', message: 'recordID is empty' };
+  }
+  const features = request.featuresVector;
+  if (features.length !== numFeatures) {
+    return {
+      ok: false, reason: 'wrong-feature-count',
+      message: `expected ${numFeatures} features, got ${features.length}`,
+    };
+  }
+  for (let i = 0; i < features.length; i++) {
+    const v = features[i];
+    if (Number.isNaN(v)) {
+      if (rejectMissing) {
+        return { ok: false, reason: 'missing-feature', message: `feature ${i} is NaN (missing)` };
+      }
+    } else if (!Number.isFinite(v)) {
+      return { ok: false, reason: 'non-finite-feature', message: `feature ${i} is ${v}` };
+    }
+  }
+  return { ok: true, recordID: request.recordID, features };
+}

@@ -1,0 +1,85 @@
+import { ConfigError, helpText, OPTIONS, parseConfig, type ProcessorConfig } from '../lib/config';
+
+function run(argv: string[], env: Record<string, string> = {}): ProcessorConfig {
+  const r = parseConfig(argv, env);
+  if (r.kind !== 'run') throw new Error(`expected a run configuration, got ${r.kind}`);
+  return r.config;
+}
+
+function error(argv: string[], env: Record<string, string> = {}): string {
+  try {
+    parseConfig(argv, env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configuration', () => {
+  it('has the documented defaults', () => {
+    const c = run([]);
+    expect(c).toEqual({
+      brokers: '127.0.0.1:9092', groupId: 'xgb-stream', inputTopic: 'predict-requests',
+      suspiciousTopic: 'suspicious-events', regularTopic: 'regular-events', deadLetterTopic: 'predict-requests.dlq',
+      modelPath: 'models/default/model.ubj', threshold: undefined, batchSize: 500, batchWaitMs: 5,
+      outputFormat: 'protobuf', explain: 'none', topK: 3, rejectMissing: false, logLevel: 'warn', metricsPort: 0,
+      createTopics: false, createPartitions: 1, createReplicationFactor: 1, shutdownTimeoutMs: 30000, nthread: 1,
+      kafkaProperties: {},
+    });
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('reads environment variables and lets flags win over them', () => {
+    const c = run(['--batch-size', '64', '--threshold=0.25'], { BATCH_SIZE: '8', GROUP_ID: 'fraud', THRESHOLD: '0.9' });
+    expect(c.batchSize).toBe(64);
+    expect(c.threshold).toBe(0.25);
+    expect(c.groupId).toBe('fraud');
+  });
+
+  it('passes librdkafka properties through -X and KAFKA_PROPERTIES', () => {
+    const c = run(['-X', 'security.protocol=SASL_SSL', '--kafka-property', 'sasl.password=a=b'],
+      { KAFKA_PROPERTIES: 'linger.ms=20,security.protocol=PLAINTEXT' });
+    expect(c.kafkaProperties).toEqual({ 'linger.ms': '20', 'security.protocol': 'SASL_SSL', 'sasl.password': 'a=b' });
+  });
+
+  it('takes boolean flags with and without a value', () => {
+    expect(run(['--create-topics']).createTopics).toBe(true);
+    expect(run(['--create-topics=false']).createTopics).toBe(false);
+    expect(run([], { REJECT_MISSING: 'yes' }).rejectMissing).toBe(true);
+  });
+
+  it.each([
+    [['--threshold', '1.5'], "invalid --threshold '1.5': expected a number from 0 to 1"],
+    [['--threshold', 'abc'], "invalid --threshold 'abc': expected a number from 0 to 1"],
+    [['--batch-size', '0'], "invalid --batch-size '0': expected an integer from 1 to 100000"],
+    [['--batch-size', '2.5'], "invalid --batch-size '2.5': expected an integer from 1 to 100000"],
+    [['--output-format', 'avro'], "invalid --output-format 'avro': expected one of protobuf, json, float"],
+    [['--explain', 'shap'], "invalid --explain 'shap': expected one of none, approx, exact"],
+    [['--bogus'], "unknown option '--bogus' (see --help)"],
+    [['--model'], 'missing value for --model'],
+    [['-X', 'linger.ms'], "invalid -X 'linger.ms': expected key=value"],
+    [['--regular-topic', 'predict-requests'],
+      'the input, suspicious, regular and dead-letter topics must differ: predict-requests, suspicious-events, predict-requests, predict-requests.dlq'],
+  ])('rejects %j with a message naming the setting', (argv, message) => {
+    expect(error(argv)).toBe(message);
+  });
+
+  it('names the environment variable of a bad value', () => {
+    expect(error([], { METRICS_PORT: '70000' })).toBe("invalid METRICS_PORT '70000': expected an integer from 0 to 65535");
+    expect(error([], { LOG_LEVEL: 'loud' })).toBe("invalid LOG_LEVEL 'loud': expected one of error, warn, info, debug");
+  });
+
+  it('answers --help and --version', () => {
+    expect(parseConfig(['--batch-size', '3', '--help'], {})).toEqual({ kind: 'help' });
+    expect(parseConfig(['-V'], {})).toEqual({ kind: 'version' });
+  });
+
+  it('documents every option and its environment variable in --help', () => {
+    const text = helpText();
+    for (const o of OPTIONS) {
+      expect(text).toContain(o.flag);
+      expect(text).toContain(`[${o.env}]`);
+    }
+  });
+});

@@ -1,0 +1,216 @@
+/**
+ * Test helpers for the real broker: unique topics, a producer that waits for delivery, a collector
+ * that reads topics from the beginning in the background, and the processor binary as a child process.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import {
+  AdminClient, KafkaConsumer, Producer, type Message, type MessageHeader,
+} from 'node-rdkafka';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const CLI = path.join(ROOT, 'dist', 'cli.js');
+
+/** The bootstrap address the global setup exported (the local broker, or KAFKA_BROKERS). */
+export function brokers(): string {
+  const b = process.env.KAFKA_BROKERS;
+  if (!b) throw new Error('KAFKA_BROKERS is not set: run the tests through jest (its global setup starts Kafka)');
+  return b;
+}
+
+/** A topic name no other test (or earlier run) uses. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+}
+
+/** Creates topics with the given number of partitions. */
+export async function createTopics(names: readonly string[], partitions = 1): Promise<void> {
+  const admin = AdminClient.create({ 'bootstrap.servers': brokers() });
+  try {
+    for (const topic of names) {
+      await new Promise<void>((resolve, reject) => {
+        admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1 }, 30_000,
+          (err) => (err ? reject(new Error(`create ${topic}: ${err.message}`)) : resolve()));
+      });
+    }
+  } finally {
+    admin.disconnect();
+  }
+}
+
+/** The four topics of one processor run, created fresh. */
+export interface TopicSet {
+  input: string;
+  suspicious: string;
+  regular: string;
+  deadLetter: string;
+}
+
+/** Creates a fresh set of input, output and dead-letter topics. */
+export async function createTopicSet(prefix: string, inputPartitions = 1): Promise<TopicSet> {
+  const base = uniqueName(prefix);
+  const set = { input: `${base}-in`, suspicious: `${base}-suspicious`, regular: `${base}-regular`, deadLetter: `${base}-in.dlq` };
+  await createTopics([set.input], inputPartitions);
+  await createTopics([set.suspicious, set.regular, set.deadLetter], 1);
+  return set;
+}
+
+/** The processor flags naming a topic set. */
+export function topicFlags(t: TopicSet): string[] {
+  return ['--input-topic', t.input, '--suspicious-topic', t.suspicious, '--regular-topic', t.regular,
+    '--dead-letter-topic', t.deadLetter];
+}
+
+/** One record to produce. */
+export interface OutgoingRecord {
+  value: Buffer | null;
+  key?: string | Buffer | null;
+  partition?: number;
+  headers?: MessageHeader[];
+  timestamp?: number;
+}
+
+/** Produces records and resolves once every one has a successful delivery report. */
+export async function produceAll(topic: string, records: readonly OutgoingRecord[]): Promise<void> {
+  const producer = new Producer({ 'bootstrap.servers': brokers(), 'dr_cb': true, 'linger.ms': 5,
+    'enable.idempotence': true });
+  await new Promise<void>((resolve, reject) => producer.connect({}, (err) => (err ? reject(err) : resolve())));
+  producer.setPollInterval(5);
+  let pending = records.length;
+  let failure: Error | undefined;
+  const done = new Promise<void>((resolve) => {
+    if (pending === 0) resolve();
+    producer.on('delivery-report', (err) => {
+      if (err) failure = new Error(err.message);
+      if (--pending === 0) resolve();
+    });
+  });
+  for (const r of records) {
+    for (;;) {
+      try {
+        producer.produce(topic, r.partition ?? null, r.value, r.key ?? undefined, r.timestamp ?? Date.now(),
+          undefined, r.headers);
+        break;
+      } catch (err) {
+        if ((err as { code?: number }).code !== -184) throw err;
+        await new Promise((res) => setTimeout(res, 10));
+      }
+    }
+  }
+  await done;
+  await new Promise<void>((resolve) => producer.disconnect(() => resolve()));
+  if (failure) throw failure;
+}
+
+/** Reads topics from the beginning in the background and keeps every message. */
+export class Collector {
+  readonly messages: Message[] = [];
+  private readonly consumer: KafkaConsumer;
+  private running = true;
+  private loop: Promise<void> = Promise.resolve();
+
+  private constructor(private readonly topics: readonly string[]) {
+    this.consumer = new KafkaConsumer({
+      'bootstrap.servers': brokers(), 'group.id': uniqueName('collector'), 'enable.auto.commit': false,
+      'enable.partition.eof': false,
+    }, { 'auto.offset.reset': 'earliest' });
+  }
+
+  /** Starts collecting the given topics. */
+  static async start(topics: readonly string[]): Promise<Collector> {
+    const c = new Collector(topics);
+    await new Promise<void>((resolve, reject) => c.consumer.connect({}, (err) => (err ? reject(err) : resolve())));
+    c.consumer.subscribe([...c.topics]);
+    c.consumer.setDefaultConsumeTimeout(100);
+    c.loop = (async () => {
+      while (c.running) {
+        const batch = await new Promise<Message[]>((resolve) => c.consumer.consume(1000, (err, m) => resolve(err ? [] : m)));
+        c.messages.push(...batch);
+      }
+    })();
+    return c;
+  }
+
+  /** Messages of one topic. */
+  of(topic: string): Message[] {
+    return this.messages.filter((m) => m.topic === topic);
+  }
+
+  /** Waits until at least `count` messages arrived, then `settleMs` more for any extras. */
+  async waitFor(count: number, timeoutMs = 60_000, settleMs = 0): Promise<Message[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.messages.length < count) {
+      if (Date.now() > deadline) {
+        throw new Error(`timed out after ${timeoutMs} ms with ${this.messages.length} of ${count} messages`);
+      }
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    if (settleMs > 0) await new Promise((res) => setTimeout(res, settleMs));
+    return this.messages;
+  }
+
+  /** Stops collecting and disconnects. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+    await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
+  }
+}
+
+/** A header's value as a string, from node-rdkafka's list of one-key objects. */
+export function header(m: Message, key: string): string | undefined {
+  for (const h of m.headers ?? []) if (key in h) return h[key].toString();
+  return undefined;
+}
+
+/** A running processor child process. */
+export class ProcessorProcess {
+  stderr = '';
+  stdout = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(readonly child: ChildProcess) {
+    child.stderr!.on('data', (d: Buffer) => { this.stderr += d.toString(); });
+    child.stdout!.on('data', (d: Buffer) => { this.stdout += d.toString(); });
+    this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  /** Starts `xgb-stream` with the given flags against the test broker. */
+  static start(args: readonly string[], env: Record<string, string> = {}): ProcessorProcess {
+    const child = spawn(process.execPath, [CLI, '--brokers', brokers(), '-X', 'session.timeout.ms=6000',
+      '-X', 'heartbeat.interval.ms=500', ...args], {
+      cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new ProcessorProcess(child);
+  }
+
+  /** Waits until the processor logs that it holds partitions (needs --log-level info or debug). */
+  async waitForLog(fragment: string, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.stderr.includes(fragment)) {
+      if (Date.now() > deadline) throw new Error(`no '${fragment}' in the processor's log:\n${this.stderr}`);
+      if (this.child.exitCode !== null) throw new Error(`processor exited ${this.child.exitCode}:\n${this.stderr}`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
+  /** Sends a signal and waits for the exit. */
+  async kill(signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    this.child.kill(signal);
+    return this.exited;
+  }
+}
+
+/** Runs the processor binary to completion (for flag and start-up errors). */
+export function runCli(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 60_000):
+  Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = new ProcessorProcess(spawn(process.execPath, [CLI, ...args], {
+    cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+  }));
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), timeoutMs);
+  return p.exited.then(({ code }) => {
+    clearTimeout(timer);
+    return { code, stdout: p.stdout, stderr: p.stderr };
+  });
+}

@@ -1,0 +1,320 @@
+/**
+ * The processor binary against the real broker: routing and scores, dead letters, output formats,
+ * and the delivery guarantee across SIGTERM, SIGKILL and a second instance in the group.
+ */
+import type { Message } from 'node-rdkafka';
+import { Classifier } from '../lib/classifier';
+import { decodeScoredRecord, encodePredictRequest, encodeScoredRecord, scoredRecordToJson } from '../lib/codec';
+import { HEADER } from '../lib/processor/output';
+import {
+  Collector, ProcessorProcess, createTopicSet, header, produceAll, topicFlags, type OutgoingRecord, type TopicSet,
+} from './helpers/kafka';
+import { MODEL_PATH, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
+
+let vectors: TestVectors;
+let classifier: Classifier;
+let threshold: number;
+let modelVersion: string;
+
+beforeAll(() => {
+  vectors = loadTestVectors();
+  classifier = Classifier.load(MODEL_PATH);
+  threshold = Number(classifier.attribute('threshold') ?? '0.5');
+  modelVersion = classifier.attribute('model_version')!;
+});
+afterAll(() => classifier.close());
+
+const EVENT_TIME = 1_700_000_000_000;
+
+/** `n` valid requests built from the test vectors, spread over `partitions` partitions. */
+function requests(n: number, prefix: string, partitions = 1): OutgoingRecord[] {
+  return Array.from({ length: n }, (_, i) => ({
+    key: `${prefix}-${i}`,
+    value: encodePredictRequest({ recordID: `${prefix}-${i}`, featuresVector: row(vectors, i) }),
+    partition: i % partitions,
+    timestamp: EVENT_TIME + i,
+    headers: [{ 'trace-id': `t${i}` }],
+  }));
+}
+
+function recordIndex(recordID: string): number {
+  return Number(recordID.slice(recordID.lastIndexOf('-') + 1));
+}
+
+/** Reads a scored output (protobuf format), with its topic. */
+function scored(m: Message) {
+  return { topic: m.topic, record: decodeScoredRecord(m.value!) };
+}
+
+/** Counts how often each recordID appears among the outputs. */
+function countIds(messages: readonly Message[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const m of messages) {
+    const id = m.key!.toString();
+    counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  return counts;
+}
+
+async function withProcessor<T>(args: string[], fn: (p: ProcessorProcess) => Promise<T>): Promise<T> {
+  const p = ProcessorProcess.start(['--log-level', 'info', ...args]);
+  try {
+    return await fn(p);
+  } finally {
+    if (p.child.exitCode === null && p.child.signalCode === null) await p.kill('SIGTERM');
+  }
+}
+
+describe('stream processor on a real broker', () => {
+  it('scores 5,000 records exactly once each into the topic their score says, with provenance headers', async () => {
+    const n = 5000;
+    const topics = await createTopicSet('route', 2);
+    await produceAll(topics.input, requests(n, 'r', 2));
+    const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+    try {
+      await withProcessor([...topicFlags(topics), '--batch-size', '256'], async (p) => {
+        await out.waitFor(n, 90_000, 1500);
+        expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+      });
+      expect(out.messages.length).toBe(n);
+      expect(out.of(topics.deadLetter)).toHaveLength(0);
+      const counts = countIds(out.messages);
+      expect(counts.size).toBe(n);
+      expect([...counts.values()].every((c) => c === 1)).toBe(true);
+
+      let suspicious = 0;
+      for (const m of out.messages) {
+        const { topic, record } = scored(m);
+        const i = recordIndex(record.recordID);
+        const expected = classifier.predict(row(vectors, i));
+        expect(record.score).toBe(expected);
+        expect(record.suspicious).toBe(expected >= threshold);
+        expect(topic).toBe(expected >= threshold ? topics.suspicious : topics.regular);
+        if (record.suspicious) suspicious++;
+        expect(record.modelVersion).toBe(modelVersion);
+        expect(record.eventTimestampMs).toBe(EVENT_TIME + i);
+        expect(record.scoredTimestampMs).toBeGreaterThanOrEqual(record.eventTimestampMs);
+        expect(header(m, 'trace-id')).toBe(`t${i}`);
+        expect(header(m, HEADER.sourceTopic)).toBe(topics.input);
+        expect(header(m, HEADER.sourcePartition)).toBe(String(i % 2));
+        expect(header(m, HEADER.modelVersion)).toBe(modelVersion);
+        expect(Number(header(m, HEADER.sourceOffset))).toBe(Math.floor(i / 2));
+      }
+      // The test vectors hold both classes, so both topics must have been used.
+      expect(suspicious).toBeGreaterThan(0);
+      expect(suspicious).toBeLessThan(n);
+      process.stdout.write(`routing: ${suspicious} suspicious, ${n - suspicious} regular of ${n}\n`);
+    } finally {
+      await out.stop();
+    }
+  });
+
+  it('dead-letters every kind of bad input with its reason and scores the valid records around it', async () => {
+    const topics = await createTopicSet('bad');
+    const good = requests(6, 'g');
+    const features = row(vectors, 0);
+    const bad: Array<{ reason: string; message: string; record: OutgoingRecord }> = [
+      { reason: 'undecodable', message: 'undecodable PredictRequest', record: { key: 'bad-bytes', value: Buffer.from([0x0a, 0x7f, 0x01]) } },
+      { reason: 'wrong-feature-count', message: 'expected 10 features, got 9',
+        record: { key: 'short', value: encodePredictRequest({ recordID: 'short', featuresVector: features.slice(0, 9) }) } },
+      { reason: 'non-finite-feature', message: 'feature 3 is Infinity',
+        record: { key: 'inf', value: encodePredictRequest({ recordID: 'inf', featuresVector: features.map((v, i) => (i === 3 ? Infinity : v)) }) } },
+      { reason: 'empty-record-id', message: 'recordID is empty',
+        record: { key: 'empty', value: encodePredictRequest({ recordID: '', featuresVector: features }) } },
+      { reason: 'null-value', message: 'record has a null value', record: { key: 'null', value: null } },
+    ];
+    const input: OutgoingRecord[] = [];
+    good.forEach((g, i) => {
+      input.push(g);
+      if (i < bad.length) input.push({ ...bad[i].record, headers: [{ origin: `bad-${i}` }] });
+    });
+    await produceAll(topics.input, input);
+    const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+    try {
+      await withProcessor(topicFlags(topics), async () => {
+        await out.waitFor(good.length + bad.length, 60_000, 1000);
+      });
+      const dead = out.of(topics.deadLetter);
+      expect(dead).toHaveLength(bad.length);
+      bad.forEach((b, i) => {
+        const m = dead[i];
+        expect(m.key?.toString()).toBe(b.record.key);
+        if (b.record.value === null) expect(m.value).toBeNull();
+        else expect(Buffer.compare(m.value!, b.record.value)).toBe(0);
+        expect(header(m, HEADER.errorReason)).toBe(b.reason);
+        expect(header(m, HEADER.errorMessage)).toContain(b.message);
+        expect(header(m, 'origin')).toBe(`bad-${i}`);
+        expect(header(m, HEADER.sourceTopic)).toBe(topics.input);
+        expect(header(m, HEADER.sourcePartition)).toBe('0');
+        expect(header(m, HEADER.sourceOffset)).toBe(String(2 * i + 1));
+      });
+      const scoredIds = [...out.of(topics.suspicious), ...out.of(topics.regular)].map((m) => scored(m).record.recordID).sort();
+      expect(scoredIds).toEqual(good.map((g) => g.key as string).sort());
+    } finally {
+      await out.stop();
+    }
+  });
+
+  it('scores NaN as missing by default and dead-letters it with --reject-missing', async () => {
+    const withNaN = row(vectors, 0).map((v, i) => (i === 2 ? NaN : v));
+    const record = { key: 'nan', value: encodePredictRequest({ recordID: 'nan', featuresVector: withNaN }) };
+    for (const reject of [false, true]) {
+      const topics = await createTopicSet(reject ? 'nan-reject' : 'nan');
+      await produceAll(topics.input, [record]);
+      const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+      try {
+        await withProcessor([...topicFlags(topics), ...(reject ? ['--reject-missing'] : [])], async () => {
+          await out.waitFor(1, 60_000, 500);
+        });
+        expect(out.messages).toHaveLength(1);
+        const m = out.messages[0];
+        if (reject) {
+          expect(m.topic).toBe(topics.deadLetter);
+          expect(header(m, HEADER.errorReason)).toBe('missing-feature');
+          expect(header(m, HEADER.errorMessage)).toBe('feature 2 is NaN (missing)');
+        } else {
+          expect(scored(m).record.score).toBe(classifier.predict(withNaN));
+        }
+      } finally {
+        await out.stop();
+      }
+    }
+  });
+
+  describe('output formats', () => {
+    const n = 40;
+    let topics: TopicSet;
+    let sent: OutgoingRecord[];
+
+    async function run(args: string[]): Promise<Message[]> {
+      topics = await createTopicSet('fmt');
+      sent = requests(n, 'f');
+      await produceAll(topics.input, sent);
+      const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+      try {
+        await withProcessor([...topicFlags(topics), ...args], async () => { await out.waitFor(n, 60_000, 500); });
+        expect(out.messages).toHaveLength(n);
+        return out.messages;
+      } finally {
+        await out.stop();
+      }
+    }
+
+    it('writes a 4-byte big-endian float keyed by recordID with --output-format float', async () => {
+      for (const m of await run(['--output-format', 'float'])) {
+        const i = recordIndex(m.key!.toString());
+        const expected = Buffer.alloc(4);
+        expected.writeFloatBE(classifier.predict(row(vectors, i)));
+        expect(m.value!.toString('hex')).toBe(expected.toString('hex'));
+        expect(m.topic).toBe(expected.readFloatBE() >= threshold ? topics.suspicious : topics.regular);
+      }
+    });
+
+    it('writes JSON with top-k exact contributions on suspicious records, byte for byte', async () => {
+      let explained = 0;
+      for (const m of await run(['--output-format', 'json', '--explain', 'exact', '--top-k', '3'])) {
+        const i = recordIndex(m.key!.toString());
+        const features = row(vectors, i);
+        const score = classifier.predict(features);
+        const suspicious = score >= threshold;
+        const actual = JSON.parse(m.value!.toString('utf8'));
+        const expected = scoredRecordToJson({
+          recordID: `f-${i}`, score, suspicious, modelVersion, eventTimestampMs: EVENT_TIME + i,
+          scoredTimestampMs: actual.scoredTimestampMs,
+          contributions: suspicious ? classifier.explain(features, { method: 'exact', topK: 3 }).contributions : [],
+        });
+        expect(m.value!.toString('utf8')).toBe(expected.toString('utf8'));
+        if (suspicious) {
+          explained++;
+          expect(actual.contributions).toHaveLength(3);
+        }
+      }
+      expect(explained).toBeGreaterThan(0);
+    });
+
+    it('writes ScoredRecord protobuf with approximate contributions, byte for byte', async () => {
+      for (const m of await run(['--explain', 'approx', '--top-k', '2'])) {
+        const i = recordIndex(m.key!.toString());
+        const features = row(vectors, i);
+        const score = classifier.predict(features);
+        const suspicious = score >= threshold;
+        const expected = encodeScoredRecord({
+          recordID: `f-${i}`, score, suspicious, modelVersion, eventTimestampMs: EVENT_TIME + i,
+          scoredTimestampMs: decodeScoredRecord(m.value!).scoredTimestampMs,
+          contributions: suspicious ? classifier.explain(features, { method: 'approx', topK: 2 }).contributions : [],
+        });
+        expect(m.value!.toString('hex')).toBe(expected.toString('hex'));
+      }
+    });
+  });
+
+  describe('delivery guarantee', () => {
+    /** Enough records, scored one per batch, that a signal lands mid-stream. */
+    const n = 20_000;
+    const slow = ['--batch-size', '1', '--batch-wait-ms', '0'];
+
+    async function interruptAndResume(signal: NodeJS.Signals): Promise<{ counts: Map<string, number>; total: number }> {
+      const topics = await createTopicSet(`bounce-${signal.toLowerCase()}`);
+      await produceAll(topics.input, requests(n, 'b'));
+      const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+      try {
+        const first = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...slow]);
+        await out.waitFor(n / 4, 90_000);
+        const exit = await first.kill(signal);
+        const atStop = out.messages.length;
+        if (signal === 'SIGTERM') expect(exit).toEqual({ code: 0, signal: null });
+        else expect(exit.signal).toBe('SIGKILL');
+        expect(atStop).toBeLessThan(n);
+        await withProcessor(topicFlags(topics), async () => { await out.waitFor(n, 120_000, 2000); });
+        const counts = countIds(out.messages);
+        process.stdout.write(`${signal}: stopped after ${atStop} outputs; `
+          + `${out.messages.length} outputs in all, ${out.messages.length - counts.size} duplicates\n`);
+        expect(out.of(topics.deadLetter)).toHaveLength(0);
+        return { counts, total: out.messages.length };
+      } finally {
+        await out.stop();
+      }
+    }
+
+    it('loses and duplicates nothing across SIGTERM and a restart', async () => {
+      const { counts, total } = await interruptAndResume('SIGTERM');
+      expect(counts.size).toBe(n);
+      expect(total).toBe(n);
+    });
+
+    it('loses nothing across SIGKILL and a restart', async () => {
+      const { counts } = await interruptAndResume('SIGKILL');
+      expect(counts.size).toBe(n);
+      for (let i = 0; i < n; i++) expect(counts.has(`b-${i}`)).toBe(true);
+    });
+
+    it('splits 4 partitions between two instances and loses nothing when one stops mid-stream', async () => {
+      const topics = await createTopicSet('group', 4);
+      const group = ['--group-id', `g-${topics.input}`];
+      await produceAll(topics.input, requests(n, 'b', 4));
+      const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+      try {
+        const a = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...group, ...slow]);
+        const b = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...group, ...slow]);
+        try {
+          await out.waitFor(n / 5, 90_000);
+          const sources = new Set(out.messages.map((m) => header(m, HEADER.sourcePartition)));
+          expect(sources.size).toBeGreaterThan(1);
+          expect(await b.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+          expect(out.messages.length).toBeLessThan(n);
+          await out.waitFor(n, 120_000, 2000);
+        } finally {
+          await a.kill('SIGTERM');
+        }
+        expect(a.stderr).toContain('partitions assigned');
+        expect(b.stderr).toContain('partitions assigned');
+        const counts = countIds(out.messages);
+        process.stdout.write(`group: ${out.messages.length} outputs for ${n} records, `
+          + `${out.messages.length - counts.size} duplicates\n`);
+        expect(counts.size).toBe(n);
+      } finally {
+        await out.stop();
+      }
+    });
+  });
+});
