@@ -1,0 +1,95 @@
+// RAII owners of libxgboost handles, free of N-API so that they can be used from libuv worker
+// threads and from plain C++ alike. The binding layer (addon.cc) wraps Booster for JavaScript.
+#pragma once
+
+#include <xgboost/c_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "xgb_check.h"
+
+namespace xgbstream {
+
+// A dense float32 matrix view handed to xgboost for the span of one prediction call. NaN marks a
+// missing value, as in xgboost's Python package.
+class DMatrix {
+ public:
+  DMatrix(const float* data, std::uint64_t rows, std::uint64_t cols);
+  ~DMatrix();
+  DMatrix(const DMatrix&) = delete;
+  DMatrix& operator=(const DMatrix&) = delete;
+
+  DMatrixHandle get() const { return handle_; }
+
+ private:
+  DMatrixHandle handle_ = nullptr;
+};
+
+// What XGBoosterPredict should compute: the transformed prediction (a probability for
+// binary:logistic) or per-feature contributions, exact TreeSHAP or Saabas' approximation.
+enum class PredictKind { kValue, kContributionsExact, kContributionsApprox };
+
+// Owns one BoosterHandle. Shared (std::shared_ptr) between the JS object and the async predictions
+// in flight, so that close() or garbage collection during a prediction only drops a reference and
+// XGBoosterFree runs exactly once, when the last user is done.
+//
+// Thread safety (libxgboost 1.7): since 1.4 every prediction entry point is documented thread-safe
+// for tree boosters (gbtree, dart), and the source agrees: XGBoosterPredict writes its output into
+// a per-thread, per-booster buffer (LearnerAPIThreadLocalStore) and the prediction cache is
+// thread-local too (ThreadLocalPredictionCache). Two things are not safe, and this class handles
+// both: the lazy Configure() on the first prediction (a double-checked flag that is not atomic), which
+// the constructor runs eagerly before the booster is shared; and gblinear, whose predictor is not
+// covered by the guarantee, so its predictions are serialised with a mutex. Parameters are only set
+// before the booster is shared, never during predictions, as xgboost requires.
+class Booster {
+ public:
+  // nthread > 0 sets xgboost's "nthread" parameter; 0 keeps xgboost's default (all cores).
+  static std::shared_ptr<Booster> FromFile(const std::string& path, int nthread);
+  static std::shared_ptr<Booster> FromBuffer(const void* data, std::size_t size, int nthread);
+
+  ~Booster();
+  Booster(const Booster&) = delete;
+  Booster& operator=(const Booster&) = delete;
+
+  std::uint64_t NumFeatures() const { return num_features_; }
+  bool SerialisesPredictions() const { return serialise_; }
+  std::vector<std::string> FeatureNames() const;
+  std::optional<std::string> Attribute(const std::string& key) const;
+
+  // Predicts nRows rows of NumFeatures() floats (row-major) and calls sink(values, length) with
+  // xgboost's output while it is still valid: XGBoosterPredict returns a pointer into a
+  // per-thread buffer that the next xgboost call on this thread may overwrite. For kValue the
+  // output has one value per row (binary and regression models); for contributions it has
+  // NumFeatures() + 1 values per row, the bias last.
+  template <typename Sink>
+  void Predict(const float* rows, std::uint64_t n_rows, PredictKind kind, Sink&& sink) const {
+    DMatrix matrix(rows, n_rows, num_features_);
+    std::unique_lock<std::mutex> lock(predict_mutex_, std::defer_lock);
+    if (serialise_) lock.lock();
+    bst_ulong length = 0;
+    const float* values = nullptr;
+    XgbCheck(XGBoosterPredict(handle_, matrix.get(), OptionMask(kind), 0, 0, &length, &values),
+             "XGBoosterPredict");
+    sink(values, static_cast<std::uint64_t>(length));
+  }
+
+ private:
+  Booster();
+  void Prepare(int nthread);
+  static int OptionMask(PredictKind kind);
+
+  BoosterHandle handle_ = nullptr;
+  std::uint64_t num_features_ = 0;
+  bool serialise_ = true;
+  mutable std::mutex predict_mutex_;
+};
+
+// "major.minor.patch" of the libxgboost loaded at run time (not the headers built against).
+std::string XgboostVersion();
+
+}  // namespace xgbstream
