@@ -1,0 +1,62 @@
+/** The `xgb-stream` binary's start-up: help, bad flags, bad model files and missing topics. */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ProcessorProcess, brokers, createTopicSet, runCli, topicFlags, uniqueName } from './helpers/kafka';
+
+describe('xgb-stream command line', () => {
+  it('prints its help with every option', async () => {
+    const r = await runCli(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('Usage: xgb-stream [options]');
+    expect(r.stdout).toContain('--suspicious-topic <value>');
+    expect(r.stdout).toContain('[SUSPICIOUS_TOPIC]');
+  });
+
+  it('exits 2 naming an invalid flag', async () => {
+    const r = await runCli(['--batch-size', 'many']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("xgb-stream: invalid --batch-size 'many': expected an integer from 1 to 100000\n");
+  });
+
+  it('exits 2 naming an invalid environment variable', async () => {
+    const r = await runCli([], { OUTPUT_FORMAT: 'xml' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("xgb-stream: invalid OUTPUT_FORMAT 'xml': expected one of protobuf, json, float\n");
+  });
+
+  it('exits 2 naming a missing model file', async () => {
+    const missing = path.join(os.tmpdir(), 'no-such-dir', 'model.ubj');
+    const r = await runCli(['--model', missing, '--brokers', brokers()]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(new RegExp(`^xgb-stream: invalid --model: .*${missing.replace(/[.]/g, '\\.')}`));
+  });
+
+  it('exits 2 naming a corrupt model file', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'xgb-stream-cli-'));
+    const corrupt = path.join(dir, 'model.json');
+    writeFileSync(corrupt, '{"learner": ');
+    const r = await runCli(['--model', corrupt, '--brokers', brokers()]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.startsWith(`xgb-stream: invalid --model: `)).toBe(true);
+    expect(r.stderr).toContain(corrupt);
+  });
+
+  it('stops with an error naming missing topics', async () => {
+    const topics = await createTopicSet('partly');
+    const absent = { ...topics, input: uniqueName('absent-in'), deadLetter: uniqueName('absent-dlq') };
+    const r = await runCli(['--brokers', brokers(), ...topicFlags(absent)]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`xgb-stream: topics '${absent.input}', '${absent.deadLetter}' `
+      + `not found on ${brokers()}; create them or pass --create-topics\n`);
+  });
+
+  it('creates missing topics with --create-topics and stops cleanly on SIGTERM', async () => {
+    const topics = await createTopicSet('create');
+    const fresh = { ...topics, suspicious: uniqueName('created-suspicious') };
+    const p = ProcessorProcess.start([...topicFlags(fresh), '--create-topics', '--log-level', 'info']);
+    await p.waitForLog('partitions assigned');
+    expect(p.stderr).toContain(`"message":"topic created","topic":"${fresh.suspicious}"`);
+    expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+  });
+});

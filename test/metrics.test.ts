@@ -1,0 +1,126 @@
+/**
+ * The operations endpoint: the Prometheus exposition of a processor that scored real records, and the
+ * health and readiness answers.
+ */
+import * as net from 'node:net';
+import { encodePredictRequest } from '../lib/codec';
+import { ProcessorMetrics } from '../lib/metrics';
+import { startMetricsServer } from '../lib/metrics-server';
+import { Collector, ProcessorProcess, createTopicSet, produceAll, topicFlags } from './helpers/kafka';
+import { loadTestVectors, row } from './helpers/fixtures';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+async function get(port: number, path: string): Promise<{ status: number; type: string | null; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, type: res.headers.get('content-type'), body: await res.text() };
+}
+
+/** The value of one sample line, e.g. `xgb_stream_records_out_total{topic="x"}`. */
+function sample(body: string, series: string): number | undefined {
+  const line = body.split('\n').find((l) => l.startsWith(series + ' '));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('metrics endpoint', () => {
+  it('reports counters that match the records processed, with Prometheus types', async () => {
+    const vectors = loadTestVectors();
+    const topics = await createTopicSet('metrics', 2);
+    const good = 300;
+    const records = Array.from({ length: good }, (_, i) => ({
+      key: `m-${i}`, partition: i % 2,
+      value: encodePredictRequest({ recordID: `m-${i}`, featuresVector: row(vectors, i) }),
+    }));
+    records.push({ key: 'junk', partition: 0, value: Buffer.from('not a protobuf message at all') });
+    records.push({ key: 'short', partition: 1, value: encodePredictRequest({ recordID: 'short', featuresVector: [1, 2] }) });
+    await produceAll(topics.input, records);
+
+    const port = await freePort();
+    const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+    const p = ProcessorProcess.start([...topicFlags(topics), '--metrics-port', String(port), '--log-level', 'info']);
+    try {
+      await out.waitFor(records.length, 60_000, 1000);
+      const health = await get(port, '/healthz');
+      expect(health.status).toBe(200);
+      expect(JSON.parse(health.body)).toEqual({ status: 'ok' });
+      const ready = await get(port, '/readyz');
+      expect(ready.status).toBe(200);
+      expect(JSON.parse(ready.body)).toEqual({ status: 'ready', assignedPartitions: [0, 1] });
+
+      const metrics = await get(port, '/metrics');
+      expect(metrics.status).toBe(200);
+      expect(metrics.type).toBe('text/plain; version=0.0.4; charset=utf-8');
+      const body = metrics.body;
+      for (const [name, type] of [
+        ['xgb_stream_records_in_total', 'counter'], ['xgb_stream_records_out_total', 'counter'],
+        ['xgb_stream_dead_letters_total', 'counter'], ['xgb_stream_batch_size', 'histogram'],
+        ['xgb_stream_inference_seconds', 'histogram'], ['xgb_stream_end_to_end_latency_seconds', 'histogram'],
+        ['xgb_stream_consumer_lag', 'gauge'], ['xgb_stream_model_info', 'gauge'],
+      ]) {
+        expect(body).toContain(`# TYPE ${name} ${type}\n`);
+      }
+      const suspicious = out.of(topics.suspicious).length;
+      const regular = out.of(topics.regular).length;
+      expect(suspicious + regular).toBe(good);
+      expect(sample(body, 'xgb_stream_records_in_total')).toBe(records.length);
+      expect(sample(body, `xgb_stream_records_out_total{topic="${topics.suspicious}"}`)).toBe(suspicious || undefined);
+      expect(sample(body, `xgb_stream_records_out_total{topic="${topics.regular}"}`)).toBe(regular);
+      expect(sample(body, `xgb_stream_records_out_total{topic="${topics.deadLetter}"}`)).toBe(2);
+      expect(sample(body, 'xgb_stream_dead_letters_total{reason="undecodable"}')).toBe(1);
+      expect(sample(body, 'xgb_stream_dead_letters_total{reason="wrong-feature-count"}')).toBe(1);
+      expect(sample(body, 'xgb_stream_batch_size_sum')).toBe(records.length);
+      expect(sample(body, 'xgb_stream_end_to_end_latency_seconds_count')).toBe(records.length);
+      expect(sample(body, 'xgb_stream_consumer_lag{partition="0"}')).toBe(0);
+      expect(sample(body, 'xgb_stream_consumer_lag{partition="1"}')).toBe(0);
+      expect(body).toMatch(/^xgb_stream_model_info\{version="[^"]+"\} 1$/m);
+      expect((await get(port, '/nope')).status).toBe(404);
+    } finally {
+      await p.kill('SIGTERM');
+      await out.stop();
+    }
+  });
+
+  it('answers /readyz with 503 while no partitions are assigned', async () => {
+    const metrics = new ProcessorMetrics();
+    const { server, port } = await startMetricsServer(0, metrics,
+      { ready: false, assignedPartitions: [], refreshLag: () => undefined }, '127.0.0.1');
+    try {
+      const ready = await get(port, '/readyz');
+      expect(ready.status).toBe(503);
+      expect(JSON.parse(ready.body)).toEqual({ status: 'not ready', assignedPartitions: [] });
+      expect((await get(port, '/healthz')).status).toBe(200);
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('metrics registry', () => {
+  it('renders histograms with cumulative buckets, sum and count', () => {
+    const m = new ProcessorMetrics();
+    m.batchSize.observe(3);
+    m.batchSize.observe(700);
+    const text = m.render();
+    expect(text).toContain('xgb_stream_batch_size_bucket{le="2"} 0\n');
+    expect(text).toContain('xgb_stream_batch_size_bucket{le="5"} 1\n');
+    expect(text).toContain('xgb_stream_batch_size_bucket{le="1000"} 2\n');
+    expect(text).toContain('xgb_stream_batch_size_bucket{le="+Inf"} 2\n');
+    expect(text).toContain('xgb_stream_batch_size_sum 703\n');
+    expect(text).toContain('xgb_stream_batch_size_count 2\n');
+  });
+
+  it('escapes label values', () => {
+    const m = new ProcessorMetrics();
+    m.deadLetters.inc({ reason: 'a"b\\c' });
+    expect(m.render()).toContain('xgb_stream_dead_letters_total{reason="a\\"b\\\\c"} 1\n');
+  });
+});
