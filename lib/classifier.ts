@@ -1,0 +1,314 @@
+/**
+ * The fraud classifier: an XGBoost binary model scored through the native binding to libxgboost.
+ *
+ * Every argument is checked here, before anything crosses into C++: the addon receives only
+ * Float32Arrays of the right length holding finite values or NaN.
+ */
+import { isFloat32Array, isUint8Array } from 'node:util/types';
+import { loadNative, NativeBooster } from './native';
+
+/** Options of {@link Classifier.load}. */
+export interface ClassifierOptions {
+  /**
+   * Threads libxgboost may use inside one prediction (its `nthread` parameter). 0 or absent keeps
+   * xgboost's default, all cores. For single-record scoring 1 is usually fastest: the thread pool
+   * already runs predictions side by side.
+   */
+  nthread?: number;
+}
+
+/** How {@link Classifier.explain} computes contributions. */
+export type ExplainMethod = 'approx' | 'exact';
+
+/** Options of {@link Classifier.explain}. */
+export interface ExplainOptions {
+  /** `'exact'` (default): TreeSHAP; `'approx'`: Saabas' path attribution, cheaper and less faithful. */
+  method?: ExplainMethod;
+  /** Keep only the `topK` largest contributions by absolute value; all features when absent. */
+  topK?: number;
+}
+
+/** One feature's contribution to a prediction, in log-odds (margin) units. */
+export interface FeatureContribution {
+  /** The feature's name in the model, or `f<index>` when the model has no names. */
+  readonly feature: string;
+  /** Its contribution to the margin; positive pushes towards the positive (fraud) class. */
+  readonly value: number;
+}
+
+/** Why the model scored a row as it did: bias + Σ contributions = the margin (logit) of the score. */
+export interface Explanation {
+  /** The expected margin over the training data: the part of the prediction no feature explains. */
+  readonly bias: number;
+  /** Per-feature contributions, largest absolute value first. */
+  readonly contributions: FeatureContribution[];
+}
+
+const EXPLAIN_METHODS: readonly ExplainMethod[] = ['approx', 'exact'];
+
+/**
+ * A loaded XGBoost binary classifier. Methods return the model's probability of the positive class.
+ *
+ * Predictions on one Classifier may run concurrently: libxgboost (≥ 1.4) predicts thread-safely with
+ * tree boosters, and the native layer serialises predictions of other boosters itself.
+ */
+export class Classifier {
+  /** Number of features each row must have: the model's `num_feature`. */
+  readonly numFeatures: number;
+  /** The model's feature names, or undefined when it has none (e.g. legacy binary models). */
+  readonly featureNames: readonly string[] | undefined;
+  /** Version of the libxgboost that scores, e.g. `"1.7.4"`. */
+  readonly xgboostVersion: string;
+
+  private booster: NativeBooster | undefined;
+  /** Where the model came from, for error messages. */
+  private readonly source: string;
+  /** Reused by the synchronous single-row path, which never lets it escape a call. */
+  private readonly scratch: Float32Array;
+  private readonly explainNames: readonly string[];
+
+  private constructor(booster: NativeBooster, source: string, xgboostVersion: string) {
+    this.booster = booster;
+    this.source = source;
+    this.numFeatures = booster.numFeatures();
+    const names = booster.featureNames();
+    this.featureNames = names.length > 0 ? Object.freeze(names) : undefined;
+    this.explainNames = this.featureNames ??
+      Array.from({ length: this.numFeatures }, (_, i) => `f${i}`);
+    this.xgboostVersion = xgboostVersion;
+    this.scratch = new Float32Array(this.numFeatures);
+  }
+
+  /**
+   * Loads a model saved by xgboost: JSON, UBJSON or the legacy binary format. From a path, the
+   * format follows the extension (`.json`, `.ubj`, anything else legacy binary or sniffed); from a
+   * Buffer, it is sniffed from the content.
+   * @param pathOrBuffer A model file path, or the model file's bytes.
+   * @param options See {@link ClassifierOptions}.
+   * @throws TypeError for a wrong argument type; RangeError for a bad `nthread`; Error naming the
+   *   path and xgboost's reason when the model is missing, corrupt, or not a binary classifier.
+   */
+  static load(pathOrBuffer: string | Buffer, options: ClassifierOptions = {}): Classifier {
+    let source: string;
+    if (typeof pathOrBuffer === 'string') {
+      if (pathOrBuffer.length === 0) throw new TypeError('model path must be a non-empty string');
+      if (pathOrBuffer.includes('\0')) throw new TypeError('model path must not contain NUL characters');
+      source = pathOrBuffer;
+    } else if (isUint8Array(pathOrBuffer)) {
+      if (pathOrBuffer.length === 0) throw new Error('Cannot load XGBoost model from an empty buffer');
+      source = `a ${pathOrBuffer.length}-byte buffer`;
+    } else {
+      throw new TypeError(`model must be a file path or a Buffer, got ${describe(pathOrBuffer)}`);
+    }
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError(`options must be an object, got ${describe(options)}`);
+    }
+    const nthread = options.nthread ?? 0;
+    if (typeof nthread !== 'number') throw new TypeError(`nthread must be a number, got ${describe(nthread)}`);
+    if (!Number.isInteger(nthread) || nthread < 0 || nthread > 1024) {
+      throw new RangeError(`nthread must be an integer from 0 to 1024, got ${nthread}`);
+    }
+
+    const native = loadNative();
+    let booster: NativeBooster;
+    try {
+      booster = new native.Booster(pathOrBuffer, nthread);
+    } catch (err) {
+      throw new Error(`Cannot load XGBoost model from ${source}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      checkBinaryModel(booster, source);
+      return new Classifier(booster, source, native.xgboostVersion());
+    } catch (err) {
+      booster.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Reads a string attribute stored in the model (`XGBoosterGetAttr`), e.g. `threshold` or
+   * `model_version` as the trainer writes them.
+   * @returns The value, or undefined when the model has no such attribute.
+   */
+  attribute(key: string): string | undefined {
+    const booster = this.open('attribute');
+    if (typeof key !== 'string') throw new TypeError(`attribute key must be a string, got ${describe(key)}`);
+    if (key.includes('\0')) throw new TypeError('attribute key must not contain NUL characters');
+    return booster.attribute(key);
+  }
+
+  /**
+   * Scores one record synchronously (one `nRows = 1` prediction).
+   * @param row numFeatures numbers; NaN marks a missing value, as in xgboost.
+   * @returns The probability of the positive class.
+   * @throws RangeError for a wrong length or an infinite value; TypeError for a non-number; Error after close().
+   */
+  predict(row: ArrayLike<number>): number {
+    const booster = this.open('predict');
+    return booster.predictOne(this.checkRow(row, this.scratch));
+  }
+
+  /**
+   * Scores a batch synchronously in one prediction call.
+   * @param rows Row-major nRows × numFeatures values; NaN marks a missing value.
+   * @param nRows Number of rows in `rows`.
+   * @returns One probability per row, in row order.
+   * @throws RangeError when rows.length is not nRows × numFeatures or a value is infinite;
+   *   TypeError for wrong argument types; Error after close().
+   */
+  predictBatch(rows: Float32Array, nRows: number): Float32Array {
+    const booster = this.open('predictBatch');
+    this.checkBatch(rows, nRows);
+    if (nRows === 0) return new Float32Array(0);
+    return booster.predict(rows, nRows);
+  }
+
+  /**
+   * Scores one record on the libuv thread pool, leaving the event loop free.
+   * @param row numFeatures numbers; copied before the call returns, so the caller may reuse it.
+   * @returns A promise of the probability of the positive class; rejected with the same errors as
+   *   {@link Classifier.predict}.
+   */
+  async predictAsync(row: ArrayLike<number>): Promise<number> {
+    const booster = this.open('predictAsync');
+    const input = this.checkRow(row, new Float32Array(this.numFeatures));
+    const out = await booster.predictAsync(input, 1);
+    return out[0];
+  }
+
+  /**
+   * Scores a batch on the libuv thread pool, leaving the event loop free.
+   * @param rows Row-major nRows × numFeatures values. Not copied: it is kept alive while the
+   *   prediction runs, and must not be written to until the promise settles.
+   * @param nRows Number of rows in `rows`.
+   * @returns A promise of one probability per row; rejected with the same errors as
+   *   {@link Classifier.predictBatch}.
+   */
+  async predictBatchAsync(rows: Float32Array, nRows: number): Promise<Float32Array> {
+    const booster = this.open('predictBatchAsync');
+    this.checkBatch(rows, nRows);
+    if (nRows === 0) return new Float32Array(0);
+    return booster.predictAsync(rows, nRows);
+  }
+
+  /**
+   * Explains one record's score with per-feature contributions (`pred_contribs`).
+   * @param row numFeatures numbers, checked as in {@link Classifier.predict}.
+   * @param options `method`: `'exact'` TreeSHAP (default) or `'approx'`; `topK`: keep the k largest.
+   * @returns The bias and the contributions sorted by decreasing absolute value, in margin units.
+   * @throws As {@link Classifier.predict}; RangeError for an unknown method or a topK that is not a
+   *   positive integer.
+   */
+  explain(row: ArrayLike<number>, options: ExplainOptions = {}): Explanation {
+    const booster = this.open('explain');
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError(`explain options must be an object, got ${describe(options)}`);
+    }
+    const method = options.method ?? 'exact';
+    if (typeof method !== 'string') throw new TypeError(`method must be a string, got ${describe(method)}`);
+    if (!EXPLAIN_METHODS.includes(method)) {
+      throw new RangeError(`method must be 'exact' or 'approx', got '${method}'`);
+    }
+    const topK = options.topK ?? this.numFeatures;
+    if (typeof topK !== 'number') throw new TypeError(`topK must be a number, got ${describe(topK)}`);
+    if (!Number.isInteger(topK) || topK < 1) throw new RangeError(`topK must be a positive integer, got ${topK}`);
+
+    const values = booster.contributions(this.checkRow(row, this.scratch), 1, method === 'approx');
+    const n = this.numFeatures;
+    const contributions: FeatureContribution[] = [];
+    for (let i = 0; i < n; i++) contributions.push({ feature: this.explainNames[i], value: values[i] });
+    // Array.prototype.sort is stable: equal magnitudes keep the model's feature order.
+    contributions.sort((a, b) => Math.abs(b.value) - Math.abs(a.value));
+    return { bias: values[n], contributions: contributions.slice(0, topK) };
+  }
+
+  /**
+   * Releases the model. Predictions already running finish normally (the native handle is freed
+   * when the last one completes); any later call throws. Calling close() again does nothing.
+   */
+  close(): void {
+    this.booster?.close();
+    this.booster = undefined;
+  }
+
+  private open(method: string): NativeBooster {
+    if (!this.booster) throw new Error(`Classifier.${method}: the classifier is closed (model ${this.source})`);
+    return this.booster;
+  }
+
+  /** Checks one record and writes it into `out` as float32. */
+  private checkRow(row: ArrayLike<number>, out: Float32Array): Float32Array {
+    if (row === null || typeof row !== 'object' || typeof row.length !== 'number') {
+      throw new TypeError(`row must be an array of numbers, got ${describe(row)}`);
+    }
+    const n = this.numFeatures;
+    if (row.length !== n) {
+      throw new RangeError(`row has ${row.length} values, expected ${n} (the model's numFeatures)`);
+    }
+    if (isFloat32Array(row)) {
+      for (let i = 0; i < n; i++) {
+        const v = row[i];
+        if (v === Infinity || v === -Infinity) throw this.infinite(v, i);
+      }
+      out.set(row);
+      return out;
+    }
+    for (let i = 0; i < n; i++) {
+      const v = row[i];
+      if (typeof v !== 'number') {
+        throw new TypeError(`row[${i}] (${this.explainNames[i]}) must be a number, got ${describe(v)}`);
+      }
+      out[i] = v;
+      // Checked after the float32 conversion: a finite double beyond ±3.4e38 becomes ±Infinity.
+      if (out[i] === Infinity || out[i] === -Infinity) throw this.infinite(v, i);
+    }
+    return out;
+  }
+
+  private infinite(value: number, index: number): RangeError {
+    const what = Number.isFinite(value) ? `${value}, beyond the float32 range,` : String(value);
+    return new RangeError(`row[${index}] (${this.explainNames[index]}) is ${what}; ` +
+      'features must be finite, or NaN for a missing value');
+  }
+
+  private checkBatch(rows: Float32Array, nRows: number): void {
+    if (!isFloat32Array(rows)) throw new TypeError(`rows must be a Float32Array, got ${describe(rows)}`);
+    if (typeof nRows !== 'number') throw new TypeError(`nRows must be a number, got ${describe(nRows)}`);
+    if (!Number.isInteger(nRows) || nRows < 0) {
+      throw new RangeError(`nRows must be a non-negative integer, got ${nRows}`);
+    }
+    const n = this.numFeatures;
+    if (rows.length !== nRows * n) {
+      throw new RangeError(`rows has ${rows.length} values, expected nRows × numFeatures = ` +
+        `${nRows} × ${n} = ${nRows * n}`);
+    }
+    for (let i = 0; i < rows.length; i++) {
+      const v = rows[i];
+      if (v === Infinity || v === -Infinity) {
+        const r = Math.floor(i / n);
+        throw new RangeError(`rows[${i}] (row ${r}, ${this.explainNames[i - r * n]}) is ${v}; ` +
+          'features must be finite, or NaN for a missing value');
+      }
+    }
+  }
+}
+
+/** Refuses models whose output is not one value per row, which Classifier cannot interpret. */
+function checkBinaryModel(booster: NativeBooster, source: string): void {
+  const n = booster.numFeatures();
+  if (n < 1) throw new Error(`Cannot load XGBoost model from ${source}: the model has no features`);
+  const out = booster.predict(new Float32Array(n).fill(NaN), 1);
+  if (out.length !== 1) {
+    throw new Error(`Cannot load XGBoost model from ${source}: it gives ${out.length} values per row; ` +
+      'Classifier needs a binary classifier (one probability per row)');
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}`;
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`;
+  if (typeof value === 'object') return 'an object';
+  return typeof value === 'number' || typeof value === 'boolean' ? `${typeof value} ${String(value)}` : typeof value;
+}

@@ -1,0 +1,79 @@
+/**
+ * Loads the native addon (build/Release/xgb_stream_native.node) and describes its surface. Only
+ * classifier.ts talks to it: the addon trusts its arguments, which the Classifier has checked.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+/** One libxgboost booster handle, as the addon exposes it (native/addon.cc). */
+export interface NativeBooster {
+  numFeatures(): number;
+  /** The booster's feature names; empty when the model has none. */
+  featureNames(): string[];
+  attribute(key: string): string | undefined;
+  /** True when the addon serialises predictions on this booster (non-tree boosters). */
+  serialisesPredictions(): boolean;
+  /** One row of numFeatures() values; returns its prediction. */
+  predictOne(row: Float32Array): number;
+  /** nRows row-major rows; returns xgboost's output, one value per row for a binary model. */
+  predict(rows: Float32Array, nRows: number): Float32Array;
+  /** As predict(), on the libuv thread pool; `rows` is held until the promise settles. */
+  predictAsync(rows: Float32Array, nRows: number): Promise<Float32Array>;
+  /** SHAP contributions: nRows x (numFeatures() + 1), the bias last. */
+  contributions(rows: Float32Array, nRows: number, approximate: boolean): Float32Array;
+  close(): void;
+}
+
+/** The addon's exports. */
+export interface NativeBinding {
+  /** Loads a model from a file path or from the model's bytes; nthread 0 keeps xgboost's default. */
+  Booster: new (model: string | Uint8Array, nthread: number) => NativeBooster;
+  /** Version of the libxgboost linked at run time, "major.minor.patch". */
+  xgboostVersion(): string;
+}
+
+const ADDON = path.join('build', 'Release', 'xgb_stream_native.node');
+
+/** The package root: the nearest directory above this file whose package.json is xgb-stream's, so
+ * that the addon is found from lib/ (ts-jest, scripts), dist/ (the published build) alike. */
+function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (existsSync(manifest)) {
+      try {
+        if (JSON.parse(readFileSync(manifest, 'utf8')).name === 'xgb-stream') return dir;
+      } catch {
+        // an unreadable package.json is not ours; keep walking up
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return path.resolve(__dirname, '..');
+    dir = parent;
+  }
+}
+
+let binding: NativeBinding | undefined;
+
+/**
+ * Loads the addon once, on first use, so that importing the package does not fail where the addon
+ * is not built until a model is actually loaded.
+ * @throws Error saying how to build the addon when it is missing or cannot be loaded.
+ */
+export function loadNative(): NativeBinding {
+  if (binding) return binding;
+  const file = path.join(packageRoot(), ADDON);
+  if (!existsSync(file)) {
+    throw new Error(`xgb-stream native addon not built: ${file} is missing. ` +
+      "Run 'npm run build:native' (it needs libxgboost-dev: 'npm run setup' installs it).");
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    binding = require(file) as NativeBinding;
+  } catch (err) {
+    throw new Error(`xgb-stream native addon ${file} failed to load: ${(err as Error).message}. ` +
+      "Rebuild it with 'npm run build:native'; libxgboost must be installed ('npm run setup').",
+    { cause: err });
+  }
+  return binding;
+}
