@@ -1,0 +1,37 @@
+# node-gyp build of the same addon CMakeLists.txt builds (for users who prefer node-gyp):
+#   npx node-gyp rebuild      -> build/Release/xgb_stream_native.node
+# libxgboost comes from the system (Debian/Ubuntu: apt-get install libxgboost-dev) or from the
+# prefix in the XGBOOST_ROOT environment variable. Note that `node-gyp rebuild` first deletes
+# build/, including a cmake-js build there.
+{
+  'variables': {
+    'xgboost_root%': '<!(node -p "process.env.XGBOOST_ROOT || \'\'")',
+  },
+  'targets': [
+    {
+      'target_name': 'xgb_stream_native',
+      'sources': ['native/addon.cc', 'native/booster.cc'],
+      'include_dirs': ['<!(node -p "require(\'node-addon-api\').include_dir")'],
+      # Same ABI and error model as the CMake build: Node-API 8, C++ exceptions on.
+      'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'NODE_ADDON_API_DISABLE_DEPRECATED'],
+      'cflags!': ['-fno-exceptions'],
+      'cflags_cc!': ['-fno-exceptions', '-std=gnu++14', '-std=gnu++17'],
+      'cflags_cc': ['-std=c++17', '-fvisibility=hidden'],
+      'libraries': ['-lxgboost'],
+      'xcode_settings': {
+        'GCC_ENABLE_CPP_EXCEPTIONS': 'YES',
+        'CLANG_CXX_LANGUAGE_STANDARD': 'c++17',
+      },
+      'msvs_settings': {
+        'VCCLCompilerTool': { 'ExceptionHandling': 1, 'AdditionalOptions': ['/std:c++17'] },
+      },
+      'conditions': [
+        ['xgboost_root!=""', {
+          'include_dirs': ['<(xgboost_root)/include'],
+          'library_dirs': ['<(xgboost_root)/lib', '<(xgboost_root)/lib64'],
+          'ldflags': ['-Wl,-rpath,<(xgboost_root)/lib', '-Wl,-rpath,<(xgboost_root)/lib64'],
+        }],
+      ],
+    },
+  ],
+}
