@@ -76,7 +76,7 @@ static float predict_inplace(BoosterHandle booster, const float *rows, size_t n,
            (unsigned long long)(uintptr_t)rows, n, cols);
   CHECK(XGBoosterPredictFromDense(
       booster, array,
-      "{\"type\":0,\"training\":false,\"iteration_begin\":0,\"iteration_end\":0,"
+      "{\"type\":0,\"training\":false,\"iteration_begin\":0,\"iteration_end\":0,\"cache_id\":0,"
       "\"strict_shape\":false,\"missing\":NaN}",
       NULL, &shape, &dim, &out));
   return out[0];

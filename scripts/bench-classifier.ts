@@ -1,0 +1,197 @@
+/**
+ * Microseconds per row of the Classifier, sync and async, for single rows and batches of 1 to 4,096
+ * rows, beside the same libxgboost calls made by a C program (native/bench/bench_predict.c) on the
+ * same model, rows, nthread and libxgboost. Run through scripts/bench-classifier.sh.
+ *
+ * Both sides score the same rows in the same order (the test vectors, cycled), one call at a time:
+ * the async figures are latency (submit, wait, repeat). One extra row shows single-row throughput
+ * with IN_FLIGHT predictAsync calls outstanding, which is how a stream processor uses the pool.
+ * C and Node runs alternate, REPEATS times, and the table shows medians.
+ *
+ * Options: --model FILE (models/default/model.ubj) --vectors DIR (next to the model) --nthread N (1)
+ *          --seconds S per measurement (0.25) --repeats R (5) --batches 1,2,4,...
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Classifier } from '../lib';
+
+const ROOT = path.resolve(__dirname, '..');
+
+interface Options {
+  model: string;
+  vectors: string;
+  nthread: number;
+  seconds: number;
+  repeats: number;
+  batches: number[];
+}
+
+function parseArgs(argv: string[]): Options {
+  const get = (name: string): string | undefined => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const model = path.resolve(get('model') ?? path.join(ROOT, 'models', 'default', 'model.ubj'));
+  return {
+    model,
+    vectors: path.resolve(get('vectors') ?? path.join(path.dirname(model), 'test-vectors')),
+    nthread: Number(get('nthread') ?? 1),
+    seconds: Number(get('seconds') ?? 0.25),
+    repeats: Number(get('repeats') ?? 5),
+    batches: (get('batches') ?? '1,2,4,8,16,32,64,128,256,512,1024,2048,4096').split(',').map(Number),
+  };
+}
+
+/** The scheme bench_predict.c uses: call i of `batch` rows starts at row (i·batch) mod (pool − batch + 1). */
+class RowPool {
+  readonly rows: Float32Array;
+  readonly count: number;
+  constructor(features: Float32Array, readonly width: number, minRows: number) {
+    const fileRows = features.length / width;
+    this.count = Math.max(fileRows, minRows);
+    this.rows = new Float32Array(this.count * width);
+    for (let r = 0; r < this.count; r++) {
+      this.rows.set(features.subarray((r % fileRows) * width, (r % fileRows + 1) * width), r * width);
+    }
+  }
+  batch(call: number, size: number): Float32Array {
+    const start = (call * size) % (this.count - size + 1);
+    return this.rows.subarray(start * this.width, (start + size) * this.width);
+  }
+}
+
+type Kind = 'predict' | 'predictBatch' | 'predictAsync' | 'predictBatchAsync';
+
+const IN_FLIGHT = 64;
+
+/** Microseconds of wall-clock time per row with IN_FLIGHT single-row predictAsync calls outstanding. */
+async function measureInFlight(classifier: Classifier, pool: RowPool, seconds: number): Promise<number> {
+  let next = 0;
+  let done = 0;
+  const start = process.hrtime.bigint();
+  const deadline = start + BigInt(Math.round(seconds * 1e9));
+  const lane = async (): Promise<void> => {
+    while (process.hrtime.bigint() < deadline) {
+      await classifier.predictAsync(pool.batch(next++, 1));
+      done++;
+    }
+  };
+  await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
+  return Number(process.hrtime.bigint() - start) / 1e3 / done;
+}
+
+/** Microseconds per row of one API for one batch size, after a short warm-up. */
+async function measure(classifier: Classifier, pool: RowPool, kind: Kind, size: number, seconds: number): Promise<number> {
+  let sink = 0;
+  const call = async (i: number): Promise<void> => {
+    const rows = pool.batch(i, size);
+    switch (kind) {
+      case 'predict': sink += classifier.predict(rows); break;
+      case 'predictBatch': sink += classifier.predictBatch(rows, size)[0]; break;
+      case 'predictAsync': sink += await classifier.predictAsync(rows); break;
+      case 'predictBatchAsync': sink += (await classifier.predictBatchAsync(rows, size))[0]; break;
+    }
+  };
+  const sync = kind === 'predict' || kind === 'predictBatch';
+  for (let i = 0; i < 3; i++) await call(i);
+  let calls = 0;
+  const start = process.hrtime.bigint();
+  let elapsed = 0;
+  do {
+    if (sync) {
+      // No await between sync calls: the loop must measure the calls, not the microtask queue.
+      for (let k = 0; k < 16; k++, calls++) {
+        const rows = pool.batch(calls, size);
+        sink += kind === 'predict' ? classifier.predict(rows) : classifier.predictBatch(rows, size)[0];
+      }
+    } else {
+      for (let k = 0; k < 16; k++, calls++) await call(calls);
+    }
+    elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  } while (elapsed < seconds);
+  if (sink === 12345) process.stdout.write('');
+  return (elapsed * 1e6) / (calls * size);
+}
+
+function runC(opts: Options, numFeatures: number): Map<number, number> {
+  const exe = path.join(ROOT, 'build', 'bench', 'bench_predict');
+  if (!existsSync(exe)) throw new Error(`${exe} is missing: run scripts/bench-classifier.sh, which builds it`);
+  const out = execFileSync(exe, [opts.model, path.join(opts.vectors, 'features.f32'), String(numFeatures),
+    String(opts.nthread), String(opts.seconds), '1', ...opts.batches.map(String)], { encoding: 'utf8' });
+  const result = new Map<number, number>();
+  for (const line of out.trim().split('\n')) {
+    const { path: p, batch, usPerRow } = JSON.parse(line);
+    if (p === 'dmatrix') result.set(batch, usPerRow);
+  }
+  return result;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const index = JSON.parse(readFileSync(path.join(opts.vectors, 'index.json'), 'utf8'));
+  const bytes = readFileSync(path.join(opts.vectors, index.features));
+  const features = new Float32Array(bytes.length / 4);
+  new Uint8Array(features.buffer).set(bytes);
+
+  const classifier = Classifier.load(opts.model, { nthread: opts.nthread });
+  const pool = new RowPool(features, classifier.numFeatures, Math.max(...opts.batches));
+
+  const c = new Map<number, number[]>();
+  const js = new Map<string, number[]>();
+  const add = <K>(m: Map<K, number[]>, k: K, v: number): void => { m.set(k, [...(m.get(k) ?? []), v]); };
+
+  process.stderr.write(`bench: ${opts.repeats} repeats × ${opts.batches.length} batch sizes, ` +
+    `${opts.seconds} s per measurement; C and Node alternate\n`);
+  for (let r = 0; r < opts.repeats; r++) {
+    for (const [batch, us] of runC(opts, classifier.numFeatures)) add(c, batch, us);
+    for (const batch of opts.batches) {
+      if (batch === 1) {
+        add(js, 'predict:1', await measure(classifier, pool, 'predict', 1, opts.seconds));
+        add(js, 'predictAsync:1', await measure(classifier, pool, 'predictAsync', 1, opts.seconds));
+        add(js, 'inFlight:1', await measureInFlight(classifier, pool, opts.seconds));
+      }
+      add(js, `predictBatch:${batch}`, await measure(classifier, pool, 'predictBatch', batch, opts.seconds));
+      add(js, `predictBatchAsync:${batch}`, await measure(classifier, pool, 'predictBatchAsync', batch, opts.seconds));
+    }
+    process.stderr.write(`bench: repeat ${r + 1}/${opts.repeats} done\n`);
+  }
+  classifier.close();
+
+  const fmt = (x: number): string => x.toFixed(2);
+  const ratio = (x: number, base: number): string => `${(x / base).toFixed(3)}`;
+  const lines = [
+    `model ${path.relative(ROOT, opts.model)}, ${classifier.numFeatures} features; libxgboost ${classifier.xgboostVersion}; ` +
+      `nthread ${opts.nthread}; UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}; ` +
+      `${os.cpus().length} CPUs; Node ${process.version}; medians of ${opts.repeats}`,
+    '',
+    '| rows/call | Node API | C µs/row | Node sync µs/row | sync ÷ C | Node async µs/row | async ÷ C |',
+    '|---:|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const batch of opts.batches) {
+    const base = median(c.get(batch) ?? [NaN]);
+    if (batch === 1) {
+      const s = median(js.get('predict:1') ?? []);
+      const a = median(js.get('predictAsync:1') ?? []);
+      lines.push(`| 1 | predict / predictAsync | ${fmt(base)} | ${fmt(s)} | ${ratio(s, base)} | ${fmt(a)} | ${ratio(a, base)} |`);
+      const t = median(js.get('inFlight:1') ?? []);
+      lines.push(`| 1 | predictAsync, ${IN_FLIGHT} in flight (throughput) | ${fmt(base)} | | | ${fmt(t)} | ${ratio(t, base)} |`);
+    }
+    const s = median(js.get(`predictBatch:${batch}`) ?? []);
+    const a = median(js.get(`predictBatchAsync:${batch}`) ?? []);
+    lines.push(`| ${batch} | predictBatch / predictBatchAsync | ${fmt(base)} | ${fmt(s)} | ${ratio(s, base)} | ${fmt(a)} | ${ratio(a, base)} |`);
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench-classifier: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});
