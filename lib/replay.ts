@@ -279,9 +279,14 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
 
     if (sent + failed < produced) {
       const reported = new Promise<void>((resolve) => { allReported = resolve; });
-      const deadline = sleep(messageTimeoutMs + 5_000).then(() => 'timeout' as const);
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), messageTimeoutMs + 5_000);
+      });
       producer.flush(messageTimeoutMs + 5_000, () => undefined);
-      if ((await Promise.race([reported, deadline])) === 'timeout') {
+      const outcome = await Promise.race([reported, deadline]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') {
         const missing = produced - sent - failed;
         failed += missing;
         firstError ??= `${missing} records had no delivery report after ${messageTimeoutMs + 5_000} ms`;
