@@ -1,0 +1,225 @@
+/**
+ * The running pieces the demo and the benchmark share: the broker (the local one, started and stopped
+ * through scripts/kafka.sh, or an existing cluster left alone), fresh topics, the processor as a child
+ * process, and a consumer that reads the output topics and notes when each message arrived.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { AdminClient, KafkaConsumer, type Message } from 'node-rdkafka';
+import type { DemoTopics, ModelCardMetrics, ObservedMessage } from './demo-summary';
+
+export const ROOT = path.resolve(__dirname, '..');
+const KAFKA_SH = path.join(ROOT, 'scripts', 'kafka.sh');
+const CLI = path.join(ROOT, 'dist', 'cli.js');
+
+function run(cmd: string, args: readonly string[], inheritStderr: boolean): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', inheritStderr ? 'inherit' : 'ignore'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout }));
+  });
+}
+
+/** The broker a run talks to, and whether this run started it (and so must stop it). */
+export class Broker {
+  private constructor(readonly brokers: string, private started: boolean) {}
+
+  /**
+   * Uses `given` (an existing cluster) when set; otherwise the local broker, started through
+   * scripts/kafka.sh unless it already runs. Pass `onStarting` to learn, before the broker is up, that
+   * this run owns it: an interrupt during the start must still stop it.
+   */
+  static async use(given: string | undefined, onStarting?: (broker: Broker) => void): Promise<Broker> {
+    if (given) return new Broker(given, false);
+    const status = await run('bash', [KAFKA_SH, 'status'], false);
+    const running = /^running/m.test(status.stdout);
+    const broker = new Broker('', !running);
+    onStarting?.(broker);
+    const out = await run('bash', [KAFKA_SH, 'start'], true);
+    const lines = out.stdout.trim().split('\n');
+    if (out.code !== 0 || lines[lines.length - 1].trim() === '') {
+      throw new Error(`scripts/kafka.sh start failed (exit ${out.code}); see .kafka/logs/`);
+    }
+    return new Broker(lines[lines.length - 1].trim(), broker.started);
+  }
+
+  /** Whether stop() will stop a broker. */
+  get owned(): boolean {
+    return this.started;
+  }
+
+  /** Stops the local broker when this run started it; a no-op otherwise, and the second time. */
+  async stop(): Promise<void> {
+    if (!this.started) return;
+    this.started = false;
+    await run('bash', [KAFKA_SH, 'stop'], true);
+  }
+}
+
+/** A fresh set of topics named `<prefix>-<time>-<random>-…`, so reruns never mix. */
+export async function createTopics(brokers: string, prefix: string, partitions = 1,
+  kafkaProperties: Readonly<Record<string, string>> = {}): Promise<DemoTopics> {
+  const base = `${prefix}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  const topics = { input: `${base}-in`, suspicious: `${base}-suspicious`, regular: `${base}-regular`,
+    deadLetter: `${base}-in.dlq` };
+  const admin = AdminClient.create({ 'bootstrap.servers': brokers, ...kafkaProperties });
+  try {
+    for (const [topic, n] of [[topics.input, partitions], [topics.suspicious, 1], [topics.regular, 1],
+      [topics.deadLetter, 1]] as const) {
+      await new Promise<void>((resolve, reject) => {
+        admin.createTopic({ topic, num_partitions: n, replication_factor: 1 }, 30_000,
+          (err) => (err ? reject(new Error(`could not create topic ${topic} on ${brokers}: ${err.message}`)) : resolve()));
+      });
+    }
+  } finally {
+    admin.disconnect();
+  }
+  return topics;
+}
+
+/** The processor flags naming a topic set. */
+export function topicFlags(t: DemoTopics): string[] {
+  return ['--input-topic', t.input, '--suspicious-topic', t.suspicious, '--regular-topic', t.regular,
+    '--dead-letter-topic', t.deadLetter];
+}
+
+/** `xgb-stream` (dist/cli.js) as a child process, its log kept (the last 256 KiB) for error messages. */
+export class ProcessorChild {
+  private log = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private constructor(readonly child: ChildProcess) {
+    const keep = (d: Buffer): void => {
+      this.log += d.toString();
+      if (this.log.length > 256 * 1024) this.log = this.log.slice(-128 * 1024);
+    };
+    child.stderr!.on('data', keep);
+    child.stdout!.on('data', keep);
+    this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  /** Starts the processor with `--log-level info` (to see the assignment) and the given flags. */
+  static start(brokers: string, args: readonly string[]): ProcessorChild {
+    return new ProcessorChild(spawn(process.execPath, [CLI, '--brokers', brokers, '--log-level', 'info', ...args], {
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+    }));
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** The end of the processor's log. */
+  tail(lines = 20): string {
+    return this.log.trimEnd().split('\n').slice(-lines).join('\n');
+  }
+
+  /** Waits until the processor holds its partitions, so that replayed records are not kept waiting. */
+  async waitUntilAssigned(timeoutMs = 60_000, signal?: AbortSignal): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.log.includes('"partitions assigned"') && !signal?.aborted) {
+      if (!this.running) throw new Error(`the processor exited (${this.child.exitCode ?? this.child.signalCode}):\n${this.tail()}`);
+      if (Date.now() > deadline) {
+        throw new Error(`the processor got no partitions within ${timeoutMs / 1000} s:\n${this.tail()}`);
+      }
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+
+  /** Stops gracefully with SIGTERM; SIGKILL when it has not exited within `timeoutMs`. */
+  async stop(timeoutMs = 40_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; killed: boolean }> {
+    if (!this.running) return { ...(await this.exited), killed: false };
+    this.child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), timeoutMs); });
+    const first = await Promise.race([this.exited, late]);
+    clearTimeout(timer);
+    if (first !== 'late') return { ...first, killed: false };
+    this.child.kill('SIGKILL');
+    return { ...(await this.exited), killed: true };
+  }
+}
+
+/**
+ * Reads topics from the beginning and keeps every message with the time it arrived. One message is
+ * awaited for up to 100 ms, then whatever is already fetched is taken without waiting: librdkafka's
+ * consume(n) would otherwise hold arrived messages until n are there, adding to the measured latency.
+ */
+export class OutputReader {
+  readonly messages: ObservedMessage[] = [];
+  private running = true;
+  private loop: Promise<void> = Promise.resolve();
+  private constructor(private readonly consumer: KafkaConsumer) {}
+
+  static async start(brokers: string, topics: readonly string[],
+    kafkaProperties: Readonly<Record<string, string>> = {}): Promise<OutputReader> {
+    const consumer = new KafkaConsumer({
+      'bootstrap.servers': brokers,
+      'group.id': `xgb-stream-reader-${randomBytes(4).toString('hex')}`,
+      'enable.auto.commit': false,
+      'enable.partition.eof': false,
+      'fetch.wait.max.ms': 10,
+      ...kafkaProperties,
+    }, { 'auto.offset.reset': 'earliest' });
+    await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 30_000 },
+      (err) => (err ? reject(new Error(`could not connect the output reader to ${brokers}: ${err.message}`)) : resolve())));
+    consumer.subscribe([...topics]);
+    const reader = new OutputReader(consumer);
+    reader.loop = reader.read();
+    return reader;
+  }
+
+  private consume(n: number, timeoutMs: number): Promise<Message[]> {
+    this.consumer.setDefaultConsumeTimeout(timeoutMs);
+    return new Promise((resolve) => this.consumer.consume(n, (err, m) => resolve(err ? [] : m)));
+  }
+
+  private async read(): Promise<void> {
+    while (this.running) {
+      let batch = await this.consume(1, 100);
+      if (batch.length > 0) batch = batch.concat(await this.consume(499, 1));
+      const at = Date.now();
+      for (const m of batch) {
+        this.messages.push({ topic: m.topic, value: m.value, headers: m.headers, timestamp: m.timestamp, receivedAtMs: at });
+      }
+    }
+  }
+
+  /** Stops reading and disconnects. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    await this.loop;
+    await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
+  }
+}
+
+/** Reads models/default/model-card.json's held-out metrics, or undefined when there is none. */
+export function readModelCardMetrics(file: string): ModelCardMetrics | undefined {
+  let card;
+  try {
+    card = JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return undefined;
+  }
+  return card?.metrics?.confusionMatrix ? card.metrics : undefined;
+}
+
+/**
+ * Calls `onGone` once when this process's parent exits. `npm run` forwards SIGTERM only to the shell
+ * it runs the script in, which dies without passing it on; noticing the orphaning lets the demo and
+ * the benchmark still stop what they started.
+ */
+export function whenParentExits(onGone: () => void): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid !== parent) {
+      clearInterval(timer);
+      onGone();
+    }
+  }, 500);
+  timer.unref();
+}
