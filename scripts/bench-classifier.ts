@@ -67,10 +67,11 @@ type Kind = 'predict' | 'predictBatch' | 'predictAsync' | 'predictBatchAsync';
 const IN_FLIGHT = 64;
 
 /** Microseconds of wall-clock time per row with IN_FLIGHT single-row predictAsync calls outstanding. */
-async function measureInFlight(classifier: Classifier, pool: RowPool, seconds: number): Promise<number> {
+async function measureInFlight(classifier: Classifier, pool: RowPool, seconds: number): Promise<PerRow> {
   let next = 0;
   let done = 0;
   const start = process.hrtime.bigint();
+  const cpuStart = cpuMicros();
   const deadline = start + BigInt(Math.round(seconds * 1e9));
   const lane = async (): Promise<void> => {
     while (process.hrtime.bigint() < deadline) {
@@ -79,11 +80,17 @@ async function measureInFlight(classifier: Classifier, pool: RowPool, seconds: n
     }
   };
   await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
-  return Number(process.hrtime.bigint() - start) / 1e3 / done;
+  return { wall: Number(process.hrtime.bigint() - start) / 1e3 / done, cpu: (cpuMicros() - cpuStart) / done };
 }
 
+/** Wall-clock and process CPU microseconds per row. CPU time (all threads, as the C side measures it)
+ * still shows the cost of a call when other processes compete for the cores; wall-clock does not. */
+interface PerRow { wall: number; cpu: number }
+
+const cpuMicros = (): number => { const u = process.cpuUsage(); return u.user + u.system; };
+
 /** Microseconds per row of one API for one batch size, after a short warm-up. */
-async function measure(classifier: Classifier, pool: RowPool, kind: Kind, size: number, seconds: number): Promise<number> {
+async function measure(classifier: Classifier, pool: RowPool, kind: Kind, size: number, seconds: number): Promise<PerRow> {
   let sink = 0;
   const call = async (i: number): Promise<void> => {
     const rows = pool.batch(i, size);
@@ -98,6 +105,7 @@ async function measure(classifier: Classifier, pool: RowPool, kind: Kind, size: 
   for (let i = 0; i < 3; i++) await call(i);
   let calls = 0;
   const start = process.hrtime.bigint();
+  const cpuStart = cpuMicros();
   let elapsed = 0;
   do {
     if (sync) {
@@ -111,19 +119,20 @@ async function measure(classifier: Classifier, pool: RowPool, kind: Kind, size: 
     }
     elapsed = Number(process.hrtime.bigint() - start) / 1e9;
   } while (elapsed < seconds);
+  const cpu = cpuMicros() - cpuStart;
   if (sink === 12345) process.stdout.write('');
-  return (elapsed * 1e6) / (calls * size);
+  return { wall: (elapsed * 1e6) / (calls * size), cpu: cpu / (calls * size) };
 }
 
-function runC(opts: Options, numFeatures: number): Map<number, number> {
+function runC(opts: Options, numFeatures: number): Map<number, PerRow> {
   const exe = path.join(ROOT, 'build', 'bench', 'bench_predict');
   if (!existsSync(exe)) throw new Error(`${exe} is missing: run scripts/bench-classifier.sh, which builds it`);
   const out = execFileSync(exe, [opts.model, path.join(opts.vectors, 'features.f32'), String(numFeatures),
     String(opts.nthread), String(opts.seconds), '1', ...opts.batches.map(String)], { encoding: 'utf8' });
-  const result = new Map<number, number>();
+  const result = new Map<number, PerRow>();
   for (const line of out.trim().split('\n')) {
-    const { path: p, batch, usPerRow } = JSON.parse(line);
-    if (p === 'dmatrix') result.set(batch, usPerRow);
+    const { path: p, batch, usPerRow, cpuUsPerRow } = JSON.parse(line);
+    if (p === 'dmatrix') result.set(batch, { wall: usPerRow, cpu: cpuUsPerRow });
   }
   return result;
 }
@@ -144,9 +153,9 @@ async function main(): Promise<void> {
   const classifier = Classifier.load(opts.model, { nthread: opts.nthread });
   const pool = new RowPool(features, classifier.numFeatures, Math.max(...opts.batches));
 
-  const c = new Map<number, number[]>();
-  const js = new Map<string, number[]>();
-  const add = <K>(m: Map<K, number[]>, k: K, v: number): void => { m.set(k, [...(m.get(k) ?? []), v]); };
+  const c = new Map<number, PerRow[]>();
+  const js = new Map<string, PerRow[]>();
+  const add = <K>(m: Map<K, PerRow[]>, k: K, v: PerRow): void => { m.set(k, [...(m.get(k) ?? []), v]); };
 
   process.stderr.write(`bench: ${opts.repeats} repeats × ${opts.batches.length} batch sizes, ` +
     `${opts.seconds} s per measurement; C and Node alternate\n`);
@@ -170,23 +179,29 @@ async function main(): Promise<void> {
   const lines = [
     `model ${path.relative(ROOT, opts.model)}, ${classifier.numFeatures} features; libxgboost ${classifier.xgboostVersion}; ` +
       `nthread ${opts.nthread}; UV_THREADPOOL_SIZE ${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}; ` +
-      `${os.cpus().length} CPUs; Node ${process.version}; medians of ${opts.repeats}`,
-    '',
-    '| rows/call | Node API | C µs/row | Node sync µs/row | sync ÷ C | Node async µs/row | async ÷ C |',
-    '|---:|---|---:|---:|---:|---:|---:|',
+      `${os.cpus().length} CPUs, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}; ` +
+      `Node ${process.version}; medians of ${opts.repeats}`,
   ];
-  for (const batch of opts.batches) {
-    const base = median(c.get(batch) ?? [NaN]);
-    if (batch === 1) {
-      const s = median(js.get('predict:1') ?? []);
-      const a = median(js.get('predictAsync:1') ?? []);
-      lines.push(`| 1 | predict / predictAsync | ${fmt(base)} | ${fmt(s)} | ${ratio(s, base)} | ${fmt(a)} | ${ratio(a, base)} |`);
-      const t = median(js.get('inFlight:1') ?? []);
-      lines.push(`| 1 | predictAsync, ${IN_FLIGHT} in flight (throughput) | ${fmt(base)} | | | ${fmt(t)} | ${ratio(t, base)} |`);
+  for (const clock of ['wall', 'cpu'] as const) {
+    const m = (xs: PerRow[] | undefined): number => median((xs ?? []).map((x) => x[clock]));
+    lines.push('', clock === 'wall'
+      ? 'Wall-clock µs per row (latency: what a caller waits):'
+      : 'CPU µs per row (process CPU time, all threads: robust to other load on the machine):');
+    lines.push('', '| rows/call | Node API | C µs/row | Node sync µs/row | sync ÷ C | Node async µs/row | async ÷ C |',
+      '|---:|---|---:|---:|---:|---:|---:|');
+    for (const batch of opts.batches) {
+      const base = m(c.get(batch));
+      if (batch === 1) {
+        const s = m(js.get('predict:1'));
+        const a = m(js.get('predictAsync:1'));
+        lines.push(`| 1 | predict / predictAsync | ${fmt(base)} | ${fmt(s)} | ${ratio(s, base)} | ${fmt(a)} | ${ratio(a, base)} |`);
+        const t = m(js.get('inFlight:1'));
+        lines.push(`| 1 | predictAsync, ${IN_FLIGHT} in flight (throughput) | ${fmt(base)} | | | ${fmt(t)} | ${ratio(t, base)} |`);
+      }
+      const s = m(js.get(`predictBatch:${batch}`));
+      const a = m(js.get(`predictBatchAsync:${batch}`));
+      lines.push(`| ${batch} | predictBatch / predictBatchAsync | ${fmt(base)} | ${fmt(s)} | ${ratio(s, base)} | ${fmt(a)} | ${ratio(a, base)} |`);
     }
-    const s = median(js.get(`predictBatch:${batch}`) ?? []);
-    const a = median(js.get(`predictBatchAsync:${batch}`) ?? []);
-    lines.push(`| ${batch} | predictBatch / predictBatchAsync | ${fmt(base)} | ${fmt(s)} | ${ratio(s, base)} | ${fmt(a)} | ${ratio(a, base)} |`);
   }
   process.stdout.write(lines.join('\n') + '\n');
 }

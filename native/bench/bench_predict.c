@@ -1,7 +1,8 @@
 /*
  * The C baseline of `npm run bench:classifier`: scores the same rows with the same libxgboost calls
  * the addon makes (XGDMatrixCreateFromMat + XGBoosterPredict + XGDMatrixFree), with no Node in the
- * way, and prints microseconds per row for each batch size, one JSON object per line.
+ * way, and prints microseconds per row for each batch size, one JSON object per line: wall-clock
+ * time and the process's CPU time.
  *
  * usage: bench_predict MODEL FEATURES.f32 NUM_FEATURES NTHREAD MIN_SECONDS REPEATS BATCH...
  *   FEATURES.f32  little-endian float32 rows (NaN = missing), cycled to fill the batches
@@ -28,11 +29,18 @@
     }                                                                        \
   } while (0)
 
-static double now_seconds(void) {
+static double clock_seconds(clockid_t clock) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(clock, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+/* Wall-clock and process CPU time per row: CPU time (all threads) shows the cost of a call even
+ * when other processes compete for the cores, where wall-clock time does not. */
+typedef struct {
+  double wall_us;
+  double cpu_us;
+} per_row;
 
 /* Reads the whole float32 file; the row count is its size over 4 * num_features. */
 static float *read_rows(const char *path, size_t num_features, size_t *num_rows) {
@@ -84,22 +92,25 @@ static float predict_inplace(BoosterHandle booster, const float *rows, size_t n,
 
 typedef float (*predict_fn)(BoosterHandle, const float *, size_t, size_t);
 
-/* Times calls of `batch` rows for at least min_seconds; returns microseconds per row. The rows of
- * call i start at (i * batch) mod (pool_rows - batch + 1), the scheme bench-classifier.ts uses. */
-static double time_batches(predict_fn fn, BoosterHandle booster, const float *pool, size_t pool_rows,
+/* Times calls of `batch` rows for at least min_seconds. The rows of call i start at
+ * (i * batch) mod (pool_rows - batch + 1), the scheme bench-classifier.ts uses. */
+static per_row time_batches(predict_fn fn, BoosterHandle booster, const float *pool, size_t pool_rows,
                            size_t cols, size_t batch, double min_seconds, volatile float *sink) {
   const size_t span = pool_rows - batch + 1;
   for (size_t i = 0; i < 3; ++i) *sink += fn(booster, pool + ((i * batch) % span) * cols, batch, cols);
   size_t calls = 0;
-  const double start = now_seconds();
+  const double start = clock_seconds(CLOCK_MONOTONIC);
+  const double cpu_start = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
   double elapsed = 0;
   do {
     for (size_t k = 0; k < 16; ++k, ++calls) {
       *sink += fn(booster, pool + ((calls * batch) % span) * cols, batch, cols);
     }
-    elapsed = now_seconds() - start;
+    elapsed = clock_seconds(CLOCK_MONOTONIC) - start;
   } while (elapsed < min_seconds);
-  return elapsed * 1e6 / ((double)calls * (double)batch);
+  const double rows = (double)calls * (double)batch;
+  per_row result = {elapsed * 1e6 / rows, (clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - cpu_start) * 1e6 / rows};
+  return result;
 }
 
 int main(int argc, char **argv) {
@@ -150,11 +161,13 @@ int main(int argc, char **argv) {
   for (int a = 7; a < argc; ++a) {
     const size_t batch = (size_t)strtoul(argv[a], NULL, 10);
     for (int r = 0; r < repeats; ++r) {
-      double us = time_batches(predict_dmatrix, booster, pool, pool_rows, cols, batch, min_seconds, &sink);
-      printf("{\"path\":\"dmatrix\",\"batch\":%zu,\"repeat\":%d,\"usPerRow\":%.4f}\n", batch, r, us);
+      per_row t = time_batches(predict_dmatrix, booster, pool, pool_rows, cols, batch, min_seconds, &sink);
+      printf("{\"path\":\"dmatrix\",\"batch\":%zu,\"repeat\":%d,\"usPerRow\":%.4f,\"cpuUsPerRow\":%.4f}\n",
+             batch, r, t.wall_us, t.cpu_us);
       if (inplace) {
-        us = time_batches(predict_inplace, booster, pool, pool_rows, cols, batch, min_seconds, &sink);
-        printf("{\"path\":\"inplace\",\"batch\":%zu,\"repeat\":%d,\"usPerRow\":%.4f}\n", batch, r, us);
+        t = time_batches(predict_inplace, booster, pool, pool_rows, cols, batch, min_seconds, &sink);
+        printf("{\"path\":\"inplace\",\"batch\":%zu,\"repeat\":%d,\"usPerRow\":%.4f,\"cpuUsPerRow\":%.4f}\n",
+               batch, r, t.wall_us, t.cpu_us);
       }
       fflush(stdout);
     }
