@@ -24,7 +24,7 @@ const HELP = `Usage: npm run bench -- [options]
 
   --brokers <host:port,...>  use this cluster instead of starting the local broker [KAFKA_BROKERS]
   --records <n>              records preloaded for the throughput run (default 200000)
-  --rate <r>                 offered rate of the latency run, records/s (default 2000)
+  --rate <r>                 offered rate of the latency run, records/s (default 5000)
   --latency-seconds <s>      length of the latency run (default 20)
   --random                   random valid records instead of the replay set cycled
   --modes <list>             comma-separated subset of: batch-1,default (default both)
@@ -56,7 +56,7 @@ interface BenchOptions {
 }
 
 function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
-  const o: BenchOptions = { brokers: process.env.KAFKA_BROKERS || undefined, records: 200_000, rate: 2000,
+  const o: BenchOptions = { brokers: process.env.KAFKA_BROKERS || undefined, records: 200_000, rate: 5000,
     latencySeconds: 20, random: false, modes: MODES, kafkaProperties: {} };
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i];
@@ -349,7 +349,7 @@ async function main(): Promise<number> {
     const lines = [
       '',
       `xgb-stream end-to-end benchmark, ${report.machine.cores} cores (${report.machine.cpuModel}), node ${process.version}, `
-        + `librdkafka ${librdkafkaVersion}, ${broker.owned ? 'local broker' : `broker ${brokers}`}`,
+        + `librdkafka ${librdkafkaVersion}, ${broker.owned ? 'local broker started for the run' : `broker ${brokers}`}`,
       `throughput: ${int(opts.records)} preloaded records; latency: ${int(opts.rate)} records/s offered for ${opts.latencySeconds} s`,
       '',
       `${'mode'.padEnd(10)}${pad('records/s', 12)}${pad('p50 ms', 9)}${pad('p95 ms', 9)}${pad('p99 ms', 9)}${pad('max ms', 9)}`,
