@@ -51,6 +51,11 @@ const EXPLAIN_METHODS: readonly ExplainMethod[] = ['approx', 'exact'];
  *
  * Predictions on one Classifier may run concurrently: libxgboost (≥ 1.4) predicts thread-safely with
  * tree boosters, and the native layer serialises predictions of other boosters itself.
+ *
+ * The async methods run on libuv's thread pool (UV_THREADPOOL_SIZE threads, 4 by default), which
+ * also serves fs, dns.lookup, crypto and zlib: a burst of predictions delays those. Each pool thread
+ * predicting with nthread N runs its own OpenMP team of N threads, so keep pool size × nthread near
+ * the number of cores (nthread 1 for record-at-a-time scoring).
  */
 export class Classifier {
   /** Number of features each row must have: the model's `num_feature`. */
