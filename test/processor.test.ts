@@ -265,7 +265,13 @@ describe('stream processor on a real broker', () => {
         if (signal === 'SIGTERM') expect(exit).toEqual({ code: 0, signal: null });
         else expect(exit.signal).toBe('SIGKILL');
         expect(atStop).toBeLessThan(n);
-        await withProcessor(topicFlags(topics), async () => { await out.waitFor(n, 120_000, 2000); });
+        await withProcessor(topicFlags(topics), async (second) => {
+          try {
+            await out.waitFor(n, 90_000, 2000);
+          } catch (err) {
+            throw new Error(`${(err as Error).message}\nfirst run:\n${first.stderr}\nsecond run:\n${second.stderr}`);
+          }
+        });
         const counts = countIds(out.messages);
         process.stdout.write(`${signal}: stopped after ${atStop} outputs; `
           + `${out.messages.length} outputs in all, ${out.messages.length - counts.size} duplicates\n`);
@@ -280,13 +286,13 @@ describe('stream processor on a real broker', () => {
       const { counts, total } = await interruptAndResume('SIGTERM');
       expect(counts.size).toBe(n);
       expect(total).toBe(n);
-    });
+    }, 240_000);
 
     it('loses nothing across SIGKILL and a restart', async () => {
       const { counts } = await interruptAndResume('SIGKILL');
       expect(counts.size).toBe(n);
       for (let i = 0; i < n; i++) expect(counts.has(`b-${i}`)).toBe(true);
-    });
+    }, 240_000);
 
     it('splits 4 partitions between two instances and loses nothing when one stops mid-stream', async () => {
       const topics = await createTopicSet('group', 4);
@@ -302,7 +308,11 @@ describe('stream processor on a real broker', () => {
           expect(sources.size).toBeGreaterThan(1);
           expect(await b.kill('SIGTERM')).toEqual({ code: 0, signal: null });
           expect(out.messages.length).toBeLessThan(n);
-          await out.waitFor(n, 120_000, 2000);
+          try {
+            await out.waitFor(n, 120_000, 2000);
+          } catch (err) {
+            throw new Error(`${(err as Error).message}\ninstance a:\n${a.stderr}\ninstance b:\n${b.stderr}`);
+          }
         } finally {
           await a.kill('SIGTERM');
         }
@@ -315,6 +325,6 @@ describe('stream processor on a real broker', () => {
       } finally {
         await out.stop();
       }
-    });
+    }, 240_000);
   });
 });

@@ -13,7 +13,7 @@ import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
 import type { ScoredRecord } from '../codec';
 import { OffsetTracker, type PartitionOffset } from './offsets';
-import { deadLetterHeaders, encodeOutputValue, scoredHeaders, type Source } from './output';
+import { HEADER, deadLetterHeaders, encodeOutputValue, scoredHeaders, type Source } from './output';
 import { validateRequest, type DeadLetterReason, type ValidRecord } from './validate';
 import { ensureTopics } from './topics';
 
@@ -69,8 +69,8 @@ export class StreamProcessor {
   private readonly maxInFlight: number;
 
   private assigned = new Set<number>();
-  /** Bumped for a partition on every assign or revoke, so records fetched before it can be recognised. */
-  private readonly epochs = new Map<number, number>();
+  /** Bumped for a partition when it is revoked, so records fetched across a revocation can be recognised. */
+  private readonly revocations = new Map<number, number>();
   private rebalancing: Promise<void> = Promise.resolve();
   private stopping = false;
   private closing = false;
@@ -107,6 +107,8 @@ export class StreamProcessor {
       'enable.auto.commit': true,
       // Offsets are stored by hand, only after delivery; auto-commit then commits what was stored.
       'enable.auto.offset.store': false,
+      // Commits once a second what was stored: bounds what a crash makes the next owner score again.
+      'auto.commit.interval.ms': 1000,
       'enable.partition.eof': false,
       'fetch.wait.max.ms': 100,
       ...common,
@@ -204,7 +206,7 @@ export class StreamProcessor {
         await this.nextProgress();
         continue;
       }
-      const epochsAtStart = new Map(this.epochs);
+      const revocationsAtStart = new Map(this.revocations);
       let batch = await this.consumeBatch(1, IDLE_CONSUME_MS);
       if (batch.length === 0) continue;
       const firstAt = Date.now();
@@ -218,15 +220,34 @@ export class StreamProcessor {
         if (one.length === 0) break;
         batch = batch.concat(one);
       }
-      // Records of a partition that was revoked (or revoked and given back) while they were fetched
-      // are dropped: whoever owns the partition now reads them again from the committed offset.
-      const current = batch.filter((m) => this.assigned.has(m.partition)
-        && this.epochs.get(m.partition) === epochsAtStart.get(m.partition));
-      if (current.length < batch.length) {
-        this.log.debug('dropped records of rebalanced partitions', { dropped: batch.length - current.length });
-      }
+      const current = this.dropRevoked(batch, revocationsAtStart);
       if (current.length > 0) this.dispatch(current);
     }
+  }
+
+  /**
+   * Drops records of partitions revoked while they were being fetched. A partition that is no longer
+   * ours is read again by its new owner from the committed offset. A partition revoked and given back
+   * within one fetch may have been read from before or after its reset, so it is dropped and rewound
+   * to its first dropped record: nothing is lost, at worst something is scored twice.
+   */
+  private dropRevoked(batch: Message[], revocationsAtStart: ReadonlyMap<number, number>): Message[] {
+    const rewind = new Map<number, number>();
+    const kept = batch.filter((m) => {
+      if (!this.assigned.has(m.partition)) return false;
+      if (this.revocations.get(m.partition) === revocationsAtStart.get(m.partition)) return true;
+      rewind.set(m.partition, Math.min(rewind.get(m.partition) ?? Infinity, m.offset));
+      return false;
+    });
+    for (const [partition, offset] of rewind) {
+      this.consumer.seek({ topic: this.config.inputTopic, partition, offset }, 0, (err) => {
+        if (err) this.fail(new Error(`could not rewind partition ${partition} to offset ${offset}: ${err.message}`));
+      });
+    }
+    if (kept.length < batch.length) {
+      this.log.debug('dropped records of revoked partitions', { dropped: batch.length - kept.length, rewound: [...rewind] });
+    }
+    return kept;
   }
 
   private dispatch(messages: Message[]): void {
@@ -309,7 +330,7 @@ export class StreamProcessor {
 
   private scoredOutput(message: Message, record: ValidRecord, score: number, scoredAt: number): PendingOutput {
     const suspicious = score >= this.threshold;
-    const eventTimestampMs = message.timestamp !== undefined && message.timestamp >= 0 ? message.timestamp : scoredAt;
+    const eventTimestampMs = eventTimeOf(message, scoredAt);
     const scoredRecord: ScoredRecord = {
       recordID: record.recordID,
       score,
@@ -345,7 +366,7 @@ export class StreamProcessor {
       headers: deadLetterHeaders(sourceOf(message), reason, text),
       sourcePartition: message.partition,
       sourceOffset: message.offset,
-      eventTimestampMs: message.timestamp ?? Date.now(),
+      eventTimestampMs: eventTimeOf(message, Date.now()),
       attempt: 0,
     };
   }
@@ -390,7 +411,7 @@ export class StreamProcessor {
     }
     this.tracker.delivered(output.sourcePartition, output.sourceOffset);
     if (output.topic === this.config.deadLetterTopic) {
-      const reason = headerValue(output.headers, 'xgb.error.reason') ?? 'unknown';
+      const reason = headerValue(output.headers, HEADER.errorReason) ?? 'unknown';
       this.metrics.deadLetters.inc({ reason });
     }
     this.metrics.recordsOut.inc({ topic: output.topic });
@@ -449,7 +470,6 @@ export class StreamProcessor {
   private onRebalance(err: LibrdKafkaError, assignment: TopicPartition[]): void {
     const cooperative = this.consumer.rebalanceProtocol() === 'COOPERATIVE';
     const partitions = assignment.map((a) => a.partition);
-    for (const p of partitions) this.epochs.set(p, (this.epochs.get(p) ?? 0) + 1);
     try {
       if (err.code === ERR_ASSIGN_PARTITIONS) {
         for (const p of partitions) this.assigned.add(p);
@@ -460,6 +480,7 @@ export class StreamProcessor {
       } else if (err.code === ERR_REVOKE_PARTITIONS) {
         for (const p of partitions) {
           this.assigned.delete(p);
+          this.revocations.set(p, (this.revocations.get(p) ?? 0) + 1);
           this.metrics.consumerLag.delete({ partition: String(p) });
         }
         this.metrics.assignedPartitions.set({}, this.assigned.size);
@@ -554,6 +575,11 @@ export class StreamProcessor {
 
 function sourceOf(message: Message): Source {
   return { topic: message.topic, partition: message.partition, offset: message.offset, headers: message.headers };
+}
+
+/** The record's own timestamp, or `fallback` when the producer set none. */
+function eventTimeOf(message: Message, fallback: number): number {
+  return message.timestamp !== undefined && message.timestamp >= 0 ? message.timestamp : fallback;
 }
 
 function headerValue(headers: Message['headers'], key: string): string | undefined {
