@@ -39,11 +39,14 @@ if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then
   export npm_config_nodedir=/usr
 fi
 
+# node_modules is current when it was installed from this very lockfile; editing package.json's scripts
+# alone does not call for a reinstall (which would also rebuild librdkafka).
 stamp=node_modules/.xgb-stream-setup
-if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
   echo "setup: installing npm dependencies (builds librdkafka and the native addon; a few minutes the first time)"
-  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
-  touch "$stamp"
+  npm ci --no-audit --no-fund
+  echo "$lock_hash" > "$stamp"
 else
   say "npm dependencies present"
 fi
