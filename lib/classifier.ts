@@ -206,6 +206,31 @@ export class Classifier {
    */
   explain(row: ArrayLike<number>, options: ExplainOptions = {}): Explanation {
     const booster = this.open('explain');
+    const { approximate, topK } = this.checkExplainOptions(options);
+    const values = booster.contributions(this.checkRow(row, this.scratch), 1, approximate);
+    return this.explanation(values, 0, topK);
+  }
+
+  /**
+   * Explains a batch of records on the libuv thread pool, in one contributions call: what
+   * {@link Classifier.explain} gives for each row, without blocking the event loop (exact TreeSHAP
+   * costs milliseconds per row on a large model).
+   * @param rows Row-major nRows × numFeatures values, checked as in {@link Classifier.predictBatch};
+   *   kept alive and not to be written to until the promise settles.
+   * @param nRows Number of rows in `rows`.
+   * @param options As for {@link Classifier.explain}.
+   * @returns A promise of one explanation per row, in row order.
+   */
+  async explainBatchAsync(rows: Float32Array, nRows: number, options: ExplainOptions = {}): Promise<Explanation[]> {
+    const booster = this.open('explainBatchAsync');
+    const { approximate, topK } = this.checkExplainOptions(options);
+    this.checkBatch(rows, nRows);
+    if (nRows === 0) return [];
+    const values = await booster.contributionsAsync(rows, nRows, approximate);
+    return Array.from({ length: nRows }, (_, r) => this.explanation(values, r * (this.numFeatures + 1), topK));
+  }
+
+  private checkExplainOptions(options: ExplainOptions): { approximate: boolean; topK: number } {
     if (options === null || typeof options !== 'object') {
       throw new TypeError(`explain options must be an object, got ${describe(options)}`);
     }
@@ -217,14 +242,17 @@ export class Classifier {
     const topK = options.topK ?? this.numFeatures;
     if (typeof topK !== 'number') throw new TypeError(`topK must be a number, got ${describe(topK)}`);
     if (!Number.isInteger(topK) || topK < 1) throw new RangeError(`topK must be a positive integer, got ${topK}`);
+    return { approximate: method === 'approx', topK };
+  }
 
-    const values = booster.contributions(this.checkRow(row, this.scratch), 1, method === 'approx');
+  /** One row's explanation from contributions laid out as numFeatures values then the bias. */
+  private explanation(values: Float32Array, offset: number, topK: number): Explanation {
     const n = this.numFeatures;
     const contributions: FeatureContribution[] = [];
-    for (let i = 0; i < n; i++) contributions.push({ feature: this.explainNames[i], value: values[i] });
+    for (let i = 0; i < n; i++) contributions.push({ feature: this.explainNames[i], value: values[offset + i] });
     // Array.prototype.sort is stable: equal magnitudes keep the model's feature order.
     contributions.sort((a, b) => Math.abs(b.value) - Math.abs(a.value));
-    return { bias: values[n], contributions: contributions.slice(0, topK) };
+    return { bias: values[offset + n], contributions: contributions.slice(0, topK) };
   }
 
   /**

@@ -167,7 +167,8 @@ export function helpText(): string {
   return lines.join('\n');
 }
 
-function parseKafkaProperty(raw: string, source: string, into: Record<string, string>): void {
+/** Adds one librdkafka `key=value` property to `into`; `source` names the flag or variable it came from. */
+export function addKafkaProperty(raw: string, source: string, into: Record<string, string>): void {
   const eq = raw.indexOf('=');
   if (eq <= 0) throw new ConfigError(`invalid ${source} '${raw}': expected key=value`);
   into[raw.slice(0, eq).trim()] = raw.slice(eq + 1);
@@ -188,7 +189,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   }
   if (env.KAFKA_PROPERTIES) {
     for (const pair of env.KAFKA_PROPERTIES.split(',')) {
-      if (pair.trim()) parseKafkaProperty(pair.trim(), 'KAFKA_PROPERTIES entry', kafkaProperties);
+      if (pair.trim()) addKafkaProperty(pair.trim(), 'KAFKA_PROPERTIES entry', kafkaProperties);
     }
   }
 
@@ -207,7 +208,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
       return next;
     };
     if (name === '-X' || name === '--kafka-property') {
-      parseKafkaProperty(takeValue(), name, kafkaProperties);
+      addKafkaProperty(takeValue(), name, kafkaProperties);
       continue;
     }
     const opt = byFlag.get(name);

@@ -21,6 +21,8 @@ export interface NativeBooster {
   predictAsync(rows: Float32Array, nRows: number): Promise<Float32Array>;
   /** SHAP contributions: nRows x (numFeatures() + 1), the bias last. */
   contributions(rows: Float32Array, nRows: number, approximate: boolean): Float32Array;
+  /** The same on the libuv thread pool; `rows` is kept alive until the promise settles. */
+  contributionsAsync(rows: Float32Array, nRows: number, approximate: boolean): Promise<Float32Array>;
   close(): void;
 }
 

@@ -10,6 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import { performance } from 'node:perf_hooks';
 import { AdminClient, Producer, type LibrdKafkaError, type MessageHeader } from 'node-rdkafka';
 import { encodePredictRequest } from './codec';
+import { addKafkaProperty, ConfigError } from './config';
 
 /** The header that carries a replayed record's ground-truth label, "0" or "1". */
 export const LABEL_HEADER = 'label';
@@ -347,7 +348,8 @@ Options:
 Records are spread over partitions by librdkafka's default partitioner, which hashes the key.
 Exit status: 0 all sent, 1 some failed or could not connect, 2 bad usage or an unreadable file.`;
 
-class UsageError extends Error {}
+/** A bad flag: exit status 2, like the processor's own ConfigError (which `-X` parsing throws). */
+class UsageError extends ConfigError {}
 
 interface CliOptions {
   brokers: string;
@@ -398,13 +400,7 @@ function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): CliOptions 
       case '--create-topic': o.createTopic = true; break;
       case '--partitions': o.partitions = number(name, value(), 1, true); break;
       case '--json': o.json = true; break;
-      case '-X': case '--kafka-property': {
-        const kv = value();
-        const at = kv.indexOf('=');
-        if (at <= 0) throw new UsageError(`invalid ${name} '${kv}': expected key=value`);
-        o.kafkaProperties[kv.slice(0, at).trim()] = kv.slice(at + 1);
-        break;
-      }
+      case '-X': case '--kafka-property': addKafkaProperty(value(), name, o.kafkaProperties); break;
       default: throw new UsageError(`unknown option '${arg}' (see --help)`);
     }
   }
@@ -455,7 +451,7 @@ async function main(): Promise<number> {
       ? randomRecords(options.random, options.features, options.seed)
       : readReplayFile(options.file);
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ReplayFileError) {
+    if (err instanceof ConfigError || err instanceof ReplayFileError) {
       process.stderr.write(`xgb-stream-replay: ${err.message}\n`);
       return EXIT_USAGE;
     }

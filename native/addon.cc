@@ -120,6 +120,7 @@ class NativeBooster : public Napi::ObjectWrap<NativeBooster> {
             InstanceMethod<&NativeBooster::Predict>("predict"),
             InstanceMethod<&NativeBooster::PredictAsync>("predictAsync"),
             InstanceMethod<&NativeBooster::Contributions>("contributions"),
+            InstanceMethod<&NativeBooster::ContributionsAsync>("contributionsAsync"),
             InstanceMethod<&NativeBooster::Close>("close"),
         });
   }
@@ -218,12 +219,23 @@ class NativeBooster : public Napi::ObjectWrap<NativeBooster> {
 
   // predictAsync(rows: Float32Array, nRows: number): Promise<Float32Array>.
   Napi::Value PredictAsync(const Napi::CallbackInfo& info) {
+    return QueuePredict(info, PredictKind::kValue);
+  }
+
+  // contributionsAsync(rows, nRows, approximate: boolean): Promise of what contributions() returns.
+  Napi::Value ContributionsAsync(const Napi::CallbackInfo& info) {
+    const bool approximate = info[2].ToBoolean().Value();
+    return QueuePredict(info, approximate ? PredictKind::kContributionsApprox
+                                          : PredictKind::kContributionsExact);
+  }
+
+  Napi::Value QueuePredict(const Napi::CallbackInfo& info, PredictKind kind) {
     const Napi::Env env = info.Env();
     Open(env);
     const auto rows = RequireFloat32Array(info[0], "rows");
     const std::uint64_t n_rows = RequireRowCount(info[1]);
     RequireRows(env, rows, n_rows, booster_->NumFeatures());
-    auto* worker = new PredictWorker(env, booster_, rows, n_rows, PredictKind::kValue);
+    auto* worker = new PredictWorker(env, booster_, rows, n_rows, kind);
     const Napi::Promise promise = worker->Promise();
     worker->Queue();  // the worker deletes itself after OnOK/OnError
     return promise;

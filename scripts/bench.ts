@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { addKafkaProperty } from '../lib/config';
 import { AdminClient, librdkafkaVersion } from 'node-rdkafka';
 import { decodeScoredRecord } from '../lib/codec';
 import { loadNative } from '../lib/native';
@@ -87,13 +88,7 @@ function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
         });
         break;
       }
-      case '-X': {
-        const kv = value();
-        const eq = kv.indexOf('=');
-        if (eq <= 0) throw new Error(`invalid -X '${kv}': expected key=value`);
-        o.kafkaProperties[kv.slice(0, eq)] = kv.slice(eq + 1);
-        break;
-      }
+      case '-X': addKafkaProperty(value(), name, o.kafkaProperties); break;
       default: throw new Error(`unknown option '${name}' (see --help)`);
     }
   }

@@ -5,6 +5,7 @@
  * Everything it started is stopped at the end, on an error and on SIGINT or SIGTERM.
  */
 import * as path from 'node:path';
+import { addKafkaProperty } from '../lib/config';
 import { readReplayFile, replay, ReplayFileError, type ReplayProgress, type ReplaySummary } from '../lib/replay';
 import { formatSummary, summarise } from './demo-summary';
 import {
@@ -58,13 +59,7 @@ function parseArgs(argv: readonly string[]): DemoOptions | 'help' {
       case '--rate': o.rate = count(0); break;
       case '--file': o.file = path.resolve(value()); break;
       case '--model': o.model = path.resolve(value()); break;
-      case '-X': {
-        const kv = value();
-        const eq = kv.indexOf('=');
-        if (eq <= 0) throw new Error(`invalid -X '${kv}': expected key=value`);
-        o.kafkaProperties[kv.slice(0, eq)] = kv.slice(eq + 1);
-        break;
-      }
+      case '-X': addKafkaProperty(value(), name, o.kafkaProperties); break;
       default: throw new Error(`unknown option '${name}' (see --help)`);
     }
   }

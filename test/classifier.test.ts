@@ -163,6 +163,17 @@ describe('explain', () => {
     expect(top.contributions).toEqual(all.contributions.slice(0, 3));
     expect(top.bias).toBe(all.bias);
   });
+
+  it.each(['exact', 'approx'] as const)('explains a batch off the event loop exactly as row by row (%s)', async (method) => {
+    const rows = v.features.slice(0, v.contributionRows * v.numFeatures);
+    const batch = await classifier.explainBatchAsync(rows, v.contributionRows, { method, topK: 4 });
+    expect(batch).toHaveLength(v.contributionRows);
+    batch.forEach((e, r) => expect(e).toEqual(classifier.explain(rowOf(v, r), { method, topK: 4 })));
+    await expect(classifier.explainBatchAsync(rows, 3)).rejects.toThrow(new RangeError(
+      `rows has ${rows.length} values, expected nRows × numFeatures = 3 × ${v.numFeatures} = ${3 * v.numFeatures}`));
+    await expect(classifier.explainBatchAsync(rows, v.contributionRows, { topK: 0 })).rejects.toThrow(
+      new RangeError('topK must be a positive integer, got 0'));
+  });
 });
 
 describe('argument checks', () => {
@@ -327,6 +338,7 @@ describe('close', () => {
       `Classifier.predict: the classifier is closed (model ${path.join(MODEL_DIR, 'model.ubj')})`));
     expect(() => classifier.predictBatch(v.features, v.rows)).toThrow(closed);
     expect(() => classifier.explain(rowOf(v, 0))).toThrow(closed);
+    await expect(classifier.explainBatchAsync(v.features, v.rows)).rejects.toThrow(closed);
     expect(() => classifier.attribute('threshold')).toThrow(closed);
     await expect(classifier.predictAsync(rowOf(v, 0))).rejects.toThrow(closed);
     await expect(classifier.predictBatchAsync(v.features, v.rows)).rejects.toThrow(closed);

@@ -11,7 +11,7 @@ import type { Classifier } from '../classifier';
 import type { ProcessorConfig } from '../config';
 import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
-import type { ScoredRecord } from '../codec';
+import type { Contribution, ScoredRecord } from '../codec';
 import { OffsetTracker, type PartitionOffset } from './offsets';
 import { HEADER, deadLetterHeaders, encodeOutputValue, scoredHeaders, type Source } from './output';
 import { validateRequest, type DeadLetterReason, type ValidRecord } from './validate';
@@ -279,6 +279,7 @@ export class StreamProcessor {
     valid.forEach(({ record }, i) => rows.set(record.features, i * numFeatures));
     const scores = valid.length > 0 ? await this.predictWithRetry(rows, valid.length) : [];
 
+    const explanations = await this.explainSuspicious(rows, scores);
     const outputs: PendingOutput[] = [];
     let v = 0;
     const scoredAt = Date.now();
@@ -288,14 +289,35 @@ export class StreamProcessor {
         outputs.push(this.deadLetter(message, c.reason, c.message));
         return;
       }
-      const score = scores[v++];
+      const row = v++;
+      const score = scores[row];
       if (score instanceof Error) {
         outputs.push(this.deadLetter(message, 'scoring-failed', score.message));
       } else {
-        outputs.push(this.scoredOutput(message, c, score, scoredAt));
+        outputs.push(this.scoredOutput(message, c, score, scoredAt, explanations.get(row) ?? []));
       }
     });
     return outputs;
+  }
+
+  /**
+   * Contributions of the batch's suspicious rows, by row index, in one call on the thread pool:
+   * exact TreeSHAP costs milliseconds a row, too much for the event loop. None when not asked for,
+   * or when the output format has no room for them.
+   */
+  private async explainSuspicious(rows: Float32Array, scores: Array<number | Error>): Promise<Map<number, Contribution[]>> {
+    const explained = new Map<number, Contribution[]>();
+    if (this.config.explain === 'none' || this.config.outputFormat === 'float') return explained;
+    const suspicious = scores.flatMap((s, i) => (typeof s === 'number' && s >= this.threshold ? [i] : []));
+    if (suspicious.length === 0) return explained;
+    const n = this.classifier.numFeatures;
+    const picked = new Float32Array(suspicious.length * n);
+    suspicious.forEach((r, i) => picked.set(rows.subarray(r * n, (r + 1) * n), i * n));
+    const explanations = await this.classifier.explainBatchAsync(picked, suspicious.length, {
+      method: this.config.explain, topK: this.config.topK,
+    });
+    suspicious.forEach((r, i) => explained.set(r, explanations[i].contributions));
+    return explained;
   }
 
   /**
@@ -328,7 +350,9 @@ export class StreamProcessor {
     return out;
   }
 
-  private scoredOutput(message: Message, record: ValidRecord, score: number, scoredAt: number): PendingOutput {
+  private scoredOutput(
+    message: Message, record: ValidRecord, score: number, scoredAt: number, contributions: Contribution[],
+  ): PendingOutput {
     const suspicious = score >= this.threshold;
     const eventTimestampMs = eventTimeOf(message, scoredAt);
     const scoredRecord: ScoredRecord = {
@@ -338,13 +362,8 @@ export class StreamProcessor {
       modelVersion: this.modelVersion,
       eventTimestampMs,
       scoredTimestampMs: scoredAt,
-      contributions: [],
+      contributions,
     };
-    if (suspicious && this.config.explain !== 'none' && this.config.outputFormat !== 'float') {
-      scoredRecord.contributions = this.classifier.explain(record.features, {
-        method: this.config.explain, topK: this.config.topK,
-      }).contributions;
-    }
     return {
       topic: suspicious ? this.config.suspiciousTopic : this.config.regularTopic,
       value: encodeOutputValue(this.config.outputFormat, scoredRecord),
