@@ -51,9 +51,10 @@ else
   say "npm dependencies present"
 fi
 
-if [ ! -f build/Release/xgb_stream_native.node ]; then
+addon=build/Release/xgb_stream_native.node
+if [ ! -f "$addon" ] || [ -n "$(find native CMakeLists.txt -newer "$addon" -print -quit)" ]; then
   echo "setup: building the native addon"
-  npx cmake-js compile
+  npx cmake-js compile >/tmp/xgb-stream-cmake.log 2>&1 || { tail -30 /tmp/xgb-stream-cmake.log >&2; exit 1; }
 fi
 if [ ! -f dist/index.js ] || [ -n "$(find lib -newer dist/index.js -name '*.ts' -print -quit)" ]; then
   say "compiling TypeScript"
