@@ -100,6 +100,8 @@ export class StreamProcessor {
     const common = {
       'bootstrap.servers': this.config.brokers,
       'client.id': 'xgb-stream',
+      // Delivers librdkafka's log lines as events, which the logger shows at debug level.
+      'event_cb': 'debug' in this.config.kafkaProperties,
       ...this.config.kafkaProperties,
     };
     this.consumer = new KafkaConsumer({
@@ -147,6 +149,12 @@ export class StreamProcessor {
     this.producer.on('delivery-report', (err, report) => this.onDelivery(err, report));
     this.producer.on('event.error', (err) => this.onClientError('producer', err));
     this.consumer.on('event.error', (err) => this.onClientError('consumer', err));
+    // librdkafka's own debug log, asked for with -X debug=<contexts>.
+    const librdkafkaLog = (client: string) => (entry: { fac: string; message: string }): void => {
+      this.log.debug(`librdkafka ${client}`, { facility: entry.fac, detail: entry.message });
+    };
+    this.consumer.on('event.log', librdkafkaLog('consumer'));
+    this.producer.on('event.log', librdkafkaLog('producer'));
     this.consumer.subscribe([this.config.inputTopic]);
     this.log.info('processor started', {
       brokers: this.config.brokers, inputTopic: this.config.inputTopic, groupId: this.config.groupId,
