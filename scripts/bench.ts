@@ -177,12 +177,17 @@ async function throughputRun(brokers: string, mode: Mode, records: readonly Repl
       processorExit: exit.code,
     };
   } finally {
-    await running.processor?.stop();
-    await running.reader?.stop();
-    running.processor = undefined;
-    running.reader = undefined;
-    await deleteTopics(brokers, topics, opts.kafkaProperties);
+    await endRun(running, brokers, topics, opts);
   }
+}
+
+/** Stops what a run started, on success or failure, and deletes its topics. */
+async function endRun(running: Running, brokers: string, topics: DemoTopics, opts: BenchOptions): Promise<void> {
+  await running.processor?.stop();
+  await running.reader?.stop();
+  running.processor = undefined;
+  running.reader = undefined;
+  await deleteTopics(brokers, topics, opts.kafkaProperties);
 }
 
 async function latencyRun(brokers: string, mode: Mode, records: readonly ReplayRecord[], opts: BenchOptions,
@@ -214,11 +219,7 @@ async function latencyRun(brokers: string, mode: Mode, records: readonly ReplayR
       processorExit: exit.code,
     };
   } finally {
-    await running.processor?.stop();
-    await running.reader?.stop();
-    running.processor = undefined;
-    running.reader = undefined;
-    await deleteTopics(brokers, topics, opts.kafkaProperties);
+    await endRun(running, brokers, topics, opts);
   }
 }
 
