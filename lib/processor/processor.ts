@@ -194,11 +194,23 @@ export class StreamProcessor {
 
   // ---- fetching and batching -------------------------------------------------------------------
 
-  private consumeBatch(max: number, timeoutMs: number): Promise<Message[]> {
+  /**
+   * One consume call. librdkafka reports passing trouble (a broker connection lost, a leader moving)
+   * through consume as well and recovers by itself, so only a fatal error ends the fetch loop.
+   */
+  private async consumeBatch(max: number, timeoutMs: number): Promise<Message[]> {
     this.consumer.setDefaultConsumeTimeout(timeoutMs);
-    return new Promise((resolve, reject) => {
-      this.consumer.consume(max, (err, messages) => (err ? reject(err) : resolve(messages)));
-    });
+    try {
+      return await new Promise<Message[]>((resolve, reject) => {
+        this.consumer.consume(max, (err, messages) => (err ? reject(err) : resolve(messages)));
+      });
+    } catch (err) {
+      const e = err as LibrdKafkaError;
+      if (e.isFatal) throw new Error(`fatal consumer error: ${e.message}`);
+      this.log.warn('consume failed; retrying', { error: e.message, code: e.code });
+      await sleep(IDLE_CONSUME_MS);
+      return [];
+    }
   }
 
   /**
@@ -321,10 +333,17 @@ export class StreamProcessor {
     const n = this.classifier.numFeatures;
     const picked = new Float32Array(suspicious.length * n);
     suspicious.forEach((r, i) => picked.set(rows.subarray(r * n, (r + 1) * n), i * n));
-    const explanations = await this.classifier.explainBatchAsync(picked, suspicious.length, {
-      method: this.config.explain, topK: this.config.topK,
-    });
-    suspicious.forEach((r, i) => explained.set(r, explanations[i].contributions));
+    try {
+      const explanations = await this.classifier.explainBatchAsync(picked, suspicious.length, {
+        method: this.config.explain, topK: this.config.topK,
+      });
+      suspicious.forEach((r, i) => explained.set(r, explanations[i].contributions));
+    } catch (err) {
+      // Explanations are an extra: the records are still routed by their scores, without them.
+      this.log.error('explaining suspicious records failed; sending them without contributions', {
+        records: suspicious.length, error: err,
+      });
+    }
     return explained;
   }
 
