@@ -85,8 +85,11 @@ async function main(): Promise<number> {
     classifier.close();
     return 1;
   }
-  process.stderr.write(`xgb-stream: scoring ${config.inputTopic} on ${config.brokers} `
-    + `(group ${config.groupId}, threshold ${processor.threshold}, model ${processor.modelVersion})\n`);
+  // One human line for someone watching a terminal; logs collected from a pipe stay pure JSON and quiet.
+  if (process.stderr.isTTY) {
+    process.stderr.write(`xgb-stream: scoring ${config.inputTopic} on ${config.brokers} `
+      + `(group ${config.groupId}, threshold ${processor.threshold}, model ${processor.modelVersion})\n`);
+  }
   const code = await processor.finished;
   metricsServer?.close();
   classifier.close();

@@ -2,7 +2,11 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ProcessorProcess, brokers, createTopicSet, runCli, topicFlags, uniqueName } from './helpers/kafka';
+import { encodePredictRequest } from '../lib/codec';
+import { loadTestVectors, row } from './helpers/fixtures';
+import {
+  Collector, ProcessorProcess, brokers, createTopicSet, produceAll, runCli, topicFlags, uniqueName,
+} from './helpers/kafka';
 
 describe('xgb-stream command line', () => {
   it('prints its help with every option', async () => {
@@ -58,5 +62,28 @@ describe('xgb-stream command line', () => {
     await p.waitForLog('partitions assigned');
     expect(p.stderr).toContain(`"message":"topic created","topic":"${fresh.suspicious}"`);
     expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+  });
+
+  it('says nothing on stderr while healthy at the default log level, and JSON lines at info', async () => {
+    const topics = await createTopicSet('quiet');
+    const value = encodePredictRequest({ recordID: 'q-1', featuresVector: row(loadTestVectors(), 0) });
+    await produceAll(topics.input, [{ key: 'q-1', value }]);
+    const out = await Collector.start([topics.suspicious, topics.regular]);
+    try {
+      for (const level of [[], ['--log-level', 'info']]) {
+        const p = ProcessorProcess.start([...topicFlags(topics), ...level, '--group-id', uniqueName('quiet')]);
+        await out.waitFor(level.length === 0 ? 1 : 2, 60_000);
+        expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+        if (level.length === 0) {
+          expect(p.stderr).toBe('');
+        } else {
+          const lines = p.stderr.trimEnd().split('\n').map((l) => JSON.parse(l));
+          expect(lines.map((l) => l.message)).toEqual(expect.arrayContaining(['processor started', 'partitions assigned', 'stopped']));
+          for (const l of lines) expect(Object.keys(l).slice(0, 3)).toEqual(['time', 'level', 'message']);
+        }
+      }
+    } finally {
+      await out.stop();
+    }
   });
 });
