@@ -39,7 +39,7 @@ if ! is_port "$controller_port" || (( 10#$controller_port == 10#$port )); then
   exit 2
 fi
 start_timeout=${KAFKA_START_TIMEOUT:-90}
-# Small heap: the machine has two cores and other engineers' processes beside this broker.
+# Small heap: a single-node test broker shares its machine with the processor, the tests and the tools.
 heap_opts=${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
 local_address=127.0.0.1:$port
 java=${JAVA_HOME:+$JAVA_HOME/bin/}java
