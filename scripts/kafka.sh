@@ -242,8 +242,17 @@ start_local() {
   echo "$local_address"
 }
 
+# Polls every 0.1 s, at most $1 times, until the broker's process is gone.
+wait_broker_gone() {
+  local _
+  for _ in $(seq "$1"); do
+    [ -n "$(broker_pid)" ] || return 0
+    sleep 0.1
+  done
+}
+
 stop_local() {
-  local pid _
+  local pid
   pid=$(broker_pid)
   if [ -z "$pid" ]; then
     rm -f "$pidfile"
@@ -253,17 +262,11 @@ stop_local() {
   say "stopping the broker (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
   # A clean shutdown of one node takes a few seconds; past 30 s something is stuck.
-  for _ in $(seq 300); do
-    [ -n "$(broker_pid)" ] || break
-    sleep 0.1
-  done
+  wait_broker_gone 300
   if [ -n "$(broker_pid)" ]; then
     say "no exit after 30 s of SIGTERM; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      [ -n "$(broker_pid)" ] || break
-      sleep 0.1
-    done
+    wait_broker_gone 50
   fi
   [ -z "$(broker_pid)" ] || die "pid $pid is still alive after SIGKILL"
   rm -f "$pidfile"
