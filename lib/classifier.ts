@@ -4,8 +4,17 @@
  * Every argument is checked here, before anything crosses into C++: the addon receives only
  * Float32Arrays of the right length holding finite values or NaN.
  */
+import { readFileSync } from 'node:fs';
 import { isFloat32Array, isUint8Array } from 'node:util/types';
+import {
+  compareVersions, LegacyBinaryModelError, ModelFormat, ModelLoadError, ModelVersionError,
+  modelFormat, PROBABILITY_OBJECTIVES, savedByVersion, UnsupportedObjectiveError,
+} from './model-file';
 import { loadNative, NativeBooster } from './native';
+
+export {
+  LegacyBinaryModelError, ModelLoadError, ModelVersionError, UnsupportedObjectiveError,
+} from './model-file';
 
 /** Options of {@link Classifier.load}. */
 export interface ClassifierOptions {
@@ -44,6 +53,18 @@ export interface Explanation {
   readonly contributions: FeatureContribution[];
 }
 
+/** What the Classifier learnt about a model when it loaded it. */
+export interface ModelInfo {
+  /** `json` or `ubj`: the only formats libxgboost 3.1 and later read. */
+  readonly format: ModelFormat;
+  /** The xgboost release that saved the model (its `version` field), e.g. `"3.2.0"`. */
+  readonly savedByXgboost: string;
+  /** The libxgboost release that scores it, never older than savedByXgboost. */
+  readonly libxgboost: string;
+  /** The learning objective, `binary:logistic` or `reg:logistic`. */
+  readonly objective: string;
+}
+
 const EXPLAIN_METHODS: readonly ExplainMethod[] = ['approx', 'exact'];
 
 /**
@@ -62,8 +83,10 @@ export class Classifier {
   readonly numFeatures: number;
   /** The model's feature names, or undefined when it has none (e.g. legacy binary models). */
   readonly featureNames: readonly string[] | undefined;
-  /** Version of the libxgboost that scores, e.g. `"1.7.4"`. */
+  /** Version of the libxgboost that scores, e.g. `"3.2.0"`. */
   readonly xgboostVersion: string;
+  /** The model's format, the release that saved it, and its objective. */
+  readonly modelInfo: ModelInfo;
 
   private booster: NativeBooster | undefined;
   /** Where the model came from, for error messages. */
@@ -72,7 +95,7 @@ export class Classifier {
   private readonly scratch: Float32Array;
   private readonly explainNames: readonly string[];
 
-  private constructor(booster: NativeBooster, source: string, xgboostVersion: string) {
+  private constructor(booster: NativeBooster, source: string, modelInfo: ModelInfo) {
     this.booster = booster;
     this.source = source;
     this.numFeatures = booster.numFeatures();
@@ -80,18 +103,24 @@ export class Classifier {
     this.featureNames = names.length > 0 ? Object.freeze(names) : undefined;
     this.explainNames = this.featureNames ??
       Array.from({ length: this.numFeatures }, (_, i) => `f${i}`);
-    this.xgboostVersion = xgboostVersion;
+    this.xgboostVersion = modelInfo.libxgboost;
+    this.modelInfo = Object.freeze(modelInfo);
     this.scratch = new Float32Array(this.numFeatures);
   }
 
   /**
-   * Loads a model saved by xgboost: JSON, UBJSON or the legacy binary format. From a path, the
-   * format follows the extension (`.json`, `.ubj`, anything else legacy binary or sniffed); from a
-   * Buffer, it is sniffed from the content.
+   * Loads a model saved by xgboost as JSON or UBJSON. From a path, xgboost picks the format by the
+   * extension (`.json`, `.ubj`, anything else sniffed); from a Buffer, it is sniffed.
+   *
+   * The model must come from the linked libxgboost's release or an older one, and its objective
+   * must give the probability of the positive class: anything else would load and score wrongly.
    * @param pathOrBuffer A model file path, or the model file's bytes.
    * @param options See {@link ClassifierOptions}.
-   * @throws TypeError for a wrong argument type; RangeError for a bad `nthread`; Error naming the
-   *   path and xgboost's reason when the model is missing, corrupt, or not a binary classifier.
+   * @throws TypeError for a wrong argument type; RangeError for a bad `nthread`;
+   *   {@link ModelVersionError} for a model saved by a newer xgboost; {@link LegacyBinaryModelError}
+   *   for the legacy binary format; {@link UnsupportedObjectiveError} for an objective other than
+   *   binary:logistic and reg:logistic; Error naming the path and xgboost's reason when the model is
+   *   missing, corrupt, or not a binary classifier.
    */
   static load(pathOrBuffer: string | Buffer, options: ClassifierOptions = {}): Classifier {
     let source: string;
@@ -115,6 +144,11 @@ export class Classifier {
     }
 
     const native = loadNative();
+    const libxgboost = native.xgboostVersion();
+    // An unreadable file is left to libxgboost, whose message names the system's reason.
+    const bytes = typeof pathOrBuffer === 'string' ? readIfPossible(pathOrBuffer) : pathOrBuffer;
+    const format = bytes ? modelFormat(bytes) : 'unknown';
+    if (format === 'legacy-binary') throw new LegacyBinaryModelError(source, libxgboost);
     let booster: NativeBooster;
     try {
       booster = new native.Booster(pathOrBuffer, nthread);
@@ -122,8 +156,19 @@ export class Classifier {
       throw new Error(`Cannot load XGBoost model from ${source}: ${(err as Error).message}`, { cause: err });
     }
     try {
+      const savedByXgboost = bytes && (format === 'json' || format === 'ubj')
+        ? versionField(bytes, format) : undefined;
+      if (savedByXgboost === undefined) {
+        throw new ModelLoadError(source, 'MODEL_WITHOUT_VERSION', 'it has no readable version field, ' +
+          'so the xgboost release that saved it is unknown; save it again with xgboost 1.0 or later');
+      }
+      if (compareVersions(savedByXgboost, libxgboost) > 0) {
+        throw new ModelVersionError(source, savedByXgboost, libxgboost);
+      }
+      const objective = objectiveOf(booster);
+      if (!PROBABILITY_OBJECTIVES.includes(objective)) throw new UnsupportedObjectiveError(source, objective);
       checkBinaryModel(booster, source);
-      return new Classifier(booster, source, native.xgboostVersion());
+      return new Classifier(booster, source, { format, savedByXgboost, libxgboost, objective });
     } catch (err) {
       booster.close();
       throw err;
@@ -335,6 +380,30 @@ export class Classifier {
 function isInfinite(x: number): boolean {
   // eslint-disable-next-line no-self-compare
   return x - x !== 0 && x === x;
+}
+
+function readIfPossible(file: string): Buffer | undefined {
+  try {
+    return readFileSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The model's `version` field, or undefined where the document cannot be read for it. */
+function versionField(bytes: Uint8Array, format: 'json' | 'ubj'): string | undefined {
+  try {
+    return savedByVersion(bytes, format);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The learning objective, from the configuration libxgboost read out of the model. */
+function objectiveOf(booster: NativeBooster): string {
+  const config = JSON.parse(booster.jsonConfig()) as { learner?: { objective?: { name?: unknown } } };
+  const name = config.learner?.objective?.name;
+  return typeof name === 'string' ? name : 'unknown';
 }
 
 /** Refuses models whose output is not one value per row, which Classifier cannot interpret. */

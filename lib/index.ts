@@ -1,9 +1,12 @@
 /** xgb-stream's public API. */
-export { Classifier } from './classifier';
+export {
+  Classifier, LegacyBinaryModelError, ModelLoadError, ModelVersionError, UnsupportedObjectiveError,
+} from './classifier';
 export type {
   ClassifierOptions,
   ExplainMethod,
   ExplainOptions,
   Explanation,
   FeatureContribution,
+  ModelInfo,
 } from './classifier';

@@ -11,6 +11,8 @@ export interface NativeBooster {
   /** The booster's feature names; empty when the model has none. */
   featureNames(): string[];
   attribute(key: string): string | undefined;
+  /** The learner's configuration (XGBoosterSaveJsonConfig), as JSON text. */
+  jsonConfig(): string;
   /** True when the addon serialises predictions on this booster (non-tree boosters). */
   serialisesPredictions(): boolean;
   /** One row of numFeatures() values; returns its prediction. */
@@ -67,14 +69,14 @@ export function loadNative(): NativeBinding {
   const file = path.join(packageRoot(), ADDON);
   if (!existsSync(file)) {
     throw new Error(`xgb-stream native addon not built: ${file} is missing. ` +
-      "Run 'npm run build:native' (it needs libxgboost-dev: 'npm run setup' installs it).");
+      "Run 'npm run build:native' (it fetches the pinned libxgboost first).");
   }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     binding = require(file) as NativeBinding;
   } catch (err) {
     throw new Error(`xgb-stream native addon ${file} failed to load: ${(err as Error).message}. ` +
-      "Rebuild it with 'npm run build:native'; libxgboost must be installed ('npm run setup').",
+      "Rebuild it with 'npm run build:native', which fetches the pinned libxgboost into .libxgboost/.",
     { cause: err });
   }
   return binding;

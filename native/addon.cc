@@ -115,6 +115,7 @@ class NativeBooster : public Napi::ObjectWrap<NativeBooster> {
             InstanceMethod<&NativeBooster::NumFeatures>("numFeatures"),
             InstanceMethod<&NativeBooster::FeatureNames>("featureNames"),
             InstanceMethod<&NativeBooster::Attribute>("attribute"),
+            InstanceMethod<&NativeBooster::JsonConfig>("jsonConfig"),
             InstanceMethod<&NativeBooster::SerialisesPredictions>("serialisesPredictions"),
             InstanceMethod<&NativeBooster::PredictOne>("predictOne"),
             InstanceMethod<&NativeBooster::Predict>("predict"),
@@ -171,6 +172,11 @@ class NativeBooster : public Napi::ObjectWrap<NativeBooster> {
     const auto value = Guard(env, [&] { return Open(env).Attribute(key); });
     if (!value) return env.Undefined();
     return Napi::String::New(env, *value);
+  }
+
+  Napi::Value JsonConfig(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    return Napi::String::New(env, Guard(env, [&] { return Open(env).JsonConfig(); }));
   }
 
   // predictOne(row: Float32Array): number. The single-record path of a stream processor: no result

@@ -62,10 +62,7 @@ void Booster::Prepare(int nthread) {
   // Only tree boosters carry xgboost's thread-safe prediction guarantee. The configuration is
   // compact JSON with sorted keys, written by xgboost itself, so a plain search for the one key we
   // need is reliable; if it is ever not found we fall back to the safe choice and serialise.
-  bst_ulong config_length = 0;
-  const char* config = nullptr;
-  XgbCheck(XGBoosterSaveJsonConfig(handle_, &config_length, &config), "XGBoosterSaveJsonConfig");
-  const std::string json(config, config_length);
+  const std::string json = JsonConfig();
   const std::string key = "\"learner_train_param\":{\"booster\":\"";
   const auto at = json.find(key);
   std::string kind;
@@ -92,6 +89,14 @@ std::vector<std::string> Booster::FeatureNames() const {
            "XGBoosterGetStrFeatureInfo(feature_name)");
   // The strings live in a per-thread buffer owned by libxgboost: copy them before the next call.
   return std::vector<std::string>(names, names + length);
+}
+
+std::string Booster::JsonConfig() const {
+  bst_ulong length = 0;
+  const char* config = nullptr;
+  XgbCheck(XGBoosterSaveJsonConfig(handle_, &length, &config), "XGBoosterSaveJsonConfig");
+  // Points into a per-thread buffer owned by libxgboost: copy it before the next call.
+  return std::string(config, length);
 }
 
 std::optional<std::string> Booster::Attribute(const std::string& key) const {

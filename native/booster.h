@@ -60,6 +60,9 @@ class Booster {
   bool SerialisesPredictions() const { return serialise_; }
   std::vector<std::string> FeatureNames() const;
   std::optional<std::string> Attribute(const std::string& key) const;
+  // The learner's configuration as xgboost writes it (XGBoosterSaveJsonConfig): objective, booster
+  // and parameters, as compact JSON.
+  std::string JsonConfig() const;
 
   // Predicts nRows rows of NumFeatures() floats (row-major) and calls sink(values, length) with
   // xgboost's output while it is still valid: XGBoosterPredict returns a pointer into a

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs a Python script with the interpreter that has Debian's python3-xgboost, the same xgboost
-# version as the libxgboost the native addon links, whatever python3 comes first on PATH.
+# Runs a Python script with the project's venv (.venv, made by scripts/setup.sh), whose xgboost is the
+# release the native addon links, installed from the same wheel. XGB_STREAM_PYTHON names another
+# interpreter, for a trainer environment of your own.
 set -euo pipefail
-for py in "${XGB_STREAM_PYTHON:-}" /usr/bin/python3 python3; do
-  [ -n "$py" ] || continue
-  if "$py" -c 'import xgboost' >/dev/null 2>&1; then exec "$py" "$@"; fi
-done
-echo "no python3 with xgboost found: run 'npm run setup' (installs Debian's python3-xgboost)" >&2
-exit 1
+root="$(cd "$(dirname "$0")/.." && pwd)"
+py="${XGB_STREAM_PYTHON:-$root/.venv/bin/python}"
+if [ ! -x "$py" ] || ! "$py" -c 'import xgboost' >/dev/null 2>&1; then
+  echo "no Python with xgboost at $py: run 'npm run setup' (it makes the venv .venv)" >&2
+  exit 1
+fi
+exec "$py" "$@"

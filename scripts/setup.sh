@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs what xgb-stream needs on a Debian/Ubuntu machine, idempotently:
-#   - libxgboost-dev (the library the native addon links) and Debian's python3-xgboost of the same
-#     version, with numpy, scikit-learn and matplotlib, for the trainer;
-#   - the npm dependencies, which builds the native addon and compiles the TypeScript.
+# Installs what xgb-stream needs, idempotently, with no system package for xgboost:
+#   - the npm dependencies, whose install step fetches the pinned libxgboost (scripts/libxgboost.js),
+#     builds librdkafka and the native addon, and compiles the TypeScript;
+#   - the trainer's venv (.venv): the same xgboost-cpu wheel the addon's libxgboost came from, with
+#     numpy, scikit-learn and matplotlib (scripts/requirements.txt).
 # Usage: scripts/setup.sh [--check]   (--check: only do what is missing, say nothing when all is there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,29 +11,6 @@ cd "$(dirname "$0")/.."
 quiet=0
 [ "${1:-}" = "--check" ] && quiet=1
 say() { [ "$quiet" = 1 ] || echo "setup: $*"; }
-
-debian_packages=(libxgboost-dev python3-xgboost python3-numpy python3-sklearn python3-matplotlib)
-missing=()
-for p in "${debian_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  if ! command -v apt-get >/dev/null; then
-    echo "setup: missing ${missing[*]} and no apt-get here; install libxgboost 1.7.x and its Python package by hand" >&2
-    exit 1
-  fi
-  sudo_cmd=()
-  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
-  echo "setup: installing ${missing[*]} with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/tmp/xgb-stream-apt.log 2>&1 || {
-    "${sudo_cmd[@]}" apt-get update >/tmp/xgb-stream-apt.log 2>&1
-    "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >>/tmp/xgb-stream-apt.log 2>&1 || {
-      tail -20 /tmp/xgb-stream-apt.log >&2; echo "setup: apt-get install ${missing[*]} failed" >&2; exit 1; }
-  }
-else
-  say "Debian packages present (${debian_packages[*]})"
-fi
 
 # node-gyp (node-rdkafka) must find Node's headers locally: there is no internet to download them.
 if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then
@@ -52,9 +30,30 @@ else
 fi
 
 addon=build/Release/xgb_stream_native.node
-if [ ! -f "$addon" ] || [ -n "$(find native CMakeLists.txt -newer "$addon" -print -quit)" ]; then
+if [ ! -f "$addon" ] || [ ! -f .libxgboost/3.2.0/.complete ] \
+    || [ -n "$(find native CMakeLists.txt scripts/libxgboost.js -newer "$addon" -print -quit)" ]; then
   echo "setup: building the native addon"
-  npx cmake-js compile >/tmp/xgb-stream-cmake.log 2>&1 || { tail -30 /tmp/xgb-stream-cmake.log >&2; exit 1; }
+  { node scripts/libxgboost.js && npx cmake-js compile; } >/tmp/xgb-stream-cmake.log 2>&1 \
+    || { tail -30 /tmp/xgb-stream-cmake.log >&2; exit 1; }
+fi
+
+# The trainer's venv, remade when the wheel or the requirements change.
+wheel=$(ls .libxgboost/wheels/xgboost_cpu-3.2.0-*.whl 2>/dev/null | head -n 1)
+if [ -z "$wheel" ]; then
+  echo "setup: no xgboost-cpu wheel in .libxgboost/wheels (XGBOOST_ROOT builds skip the fetch):" \
+    "set XGB_STREAM_PYTHON to a Python with xgboost $(sed -n "s/^const VERSION = '\(.*\)';/\1/p" scripts/libxgboost.js) for the trainer" >&2
+else
+  venv_stamp=.venv/.xgb-stream-setup
+  venv_hash=$(cat scripts/requirements.txt "$wheel" | sha256sum | cut -d' ' -f1)
+  if [ ! -f "$venv_stamp" ] || [ "$(cat "$venv_stamp")" != "$venv_hash" ]; then
+    echo "setup: making the trainer's venv .venv (xgboost from $(basename "$wheel"))"
+    rm -rf .venv
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check "$wheel" -r scripts/requirements.txt
+    echo "$venv_hash" > "$venv_stamp"
+  else
+    say "trainer venv present"
+  fi
 fi
 if [ ! -f dist/index.js ] || [ -n "$(find lib -newer dist/index.js -name '*.ts' -print -quit)" ]; then
   say "compiling TypeScript"

@@ -9,21 +9,16 @@ import importlib.util
 import os
 import sys
 
-SYSTEM_PYTHON = '/usr/bin/python3'
+
+def _require_xgboost():
+    """The model must come from the project's venv (.venv), whose xgboost is the release the native
+    addon links, installed from the same wheel; scripts/python.sh picks that interpreter."""
+    if importlib.util.find_spec('xgboost') is None:
+        sys.exit('train_model.py: error: this python (%s) has no xgboost: run it through scripts/python.sh '
+                 '(npm run train), after npm run setup has made the venv .venv' % sys.executable)
 
 
-def _use_a_python_with_xgboost():
-    """The model must come from Debian's python3-xgboost, the version the native addon links; a pyenv
-    or venv python3 first on PATH usually has no xgboost, so hand over to the system one."""
-    if importlib.util.find_spec('xgboost') is not None:
-        return
-    if os.path.exists(SYSTEM_PYTHON) and os.path.realpath(sys.executable) != os.path.realpath(SYSTEM_PYTHON):
-        os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON] + sys.argv)
-    sys.exit('train_model.py: error: this python (%s) has no xgboost: run npm run setup, which installs '
-             "Debian's python3-xgboost" % sys.executable)
-
-
-_use_a_python_with_xgboost()
+_require_xgboost()
 sys.dont_write_bytecode = True  # keep scripts/trainer free of __pycache__ in the work tree
 # OpenMP threads that wait by spinning starve when other processes share the cores (tests, Kafka, a
 # build): on two busy cores training ran 3-5 times slower than with threads that sleep. Set before
@@ -104,7 +99,7 @@ def parser():
         description='Trains the xgb-stream fraud model (an XGBClassifier) on simulated card '
                     'transactions,\nor on the ULB/Kaggle creditcard.csv.',
         epilog='Writes to DIR:\n'
-               '  model.ubj, model.json, model.bin  one booster, with the attributes threshold,\n'
+               '  model.ubj, model.json  one booster, with the attributes threshold,\n'
                '                                    feature_names, model_version, data_seed and\n'
                '                                    xgboost_version\n'
                '  model-card.json                   data, split, parameters, held-out metrics\n'
@@ -244,7 +239,7 @@ def main(argv=None):
         'metrics': metrics,
         'testVectors': vectors,
         'replay': replay,
-        'files': ['model.ubj', 'model.json', 'model.bin', 'model-card.json', 'test-vectors/index.json',
+        'files': ['model.ubj', 'model.json', 'model-card.json', 'test-vectors/index.json',
                   replay['file']] + list(plot_files.values()),
     }
     artifacts.write_card(args.out, card)
@@ -261,7 +256,7 @@ def summarize(out, version, ds, m, seconds):
         'ROC AUC %.4f, average precision %.4f' % (m['rocAuc'], m['averagePrecision']),
         'at threshold %g: precision %.3f, recall %.3f, F1 %.3f (tp %d, fp %d, tn %d, fn %d)'
         % (m['threshold'], m['precision'], m['recall'], m['f1'], cm['tp'], cm['fp'], cm['tn'], cm['fn']),
-        'wrote %s: model.ubj model.json model.bin model-card.json test-vectors/ replay.ndjson.gz plots/'
+        'wrote %s: model.ubj model.json model-card.json test-vectors/ replay.ndjson.gz plots/'
         % out,
     ]))
 

@@ -62,8 +62,9 @@ def finish(booster, ds, threshold, version_prefix, seed):
 
 
 def save(booster, out):
-    """The same booster in the three formats the native addon loads."""
-    for name in ('model.ubj', 'model.json', 'model.bin'):
+    """The same booster in both formats the native addon loads (libxgboost 3.1 and later dropped the
+    legacy binary format; scripts/convert_model.py turns old binary models into UBJSON)."""
+    for name in ('model.ubj', 'model.json'):
         booster.save_model(os.path.join(out, name))
 
 
