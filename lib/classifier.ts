@@ -149,6 +149,10 @@ export class Classifier {
     const bytes = typeof pathOrBuffer === 'string' ? readIfPossible(pathOrBuffer) : pathOrBuffer;
     const format = bytes ? modelFormat(bytes) : 'unknown';
     if (format === 'legacy-binary') throw new LegacyBinaryModelError(source, libxgboost);
+    if (bytes && format === 'unknown') {
+      throw new ModelLoadError(source, 'NOT_A_MODEL',
+        'it is not an XGBoost model: neither JSON, UBJSON nor the legacy binary format');
+    }
     let booster: NativeBooster;
     try {
       booster = new native.Booster(pathOrBuffer, nthread);

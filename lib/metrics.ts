@@ -112,7 +112,7 @@ export class ProcessorMetrics {
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
   readonly consumerLag = new Gauge('xgb_stream_consumer_lag', 'High watermark minus consumed position, by partition.');
   readonly assignedPartitions = new Gauge('xgb_stream_assigned_partitions', 'Input partitions assigned to this instance.');
-  readonly modelInfo = new Gauge('xgb_stream_model_info', 'The loaded model (value 1), by version.');
+  readonly modelInfo = new Gauge('xgb_stream_model_info', 'The loaded model (value 1): its version, the xgboost release that saved it, the libxgboost that scores it.');
   readonly inFlight = new Gauge('xgb_stream_records_in_flight', 'Records consumed but not yet delivered.');
 
   private readonly all: Metric[] = [this.recordsIn, this.recordsOut, this.deadLetters, this.deliveryFailures,

@@ -17,7 +17,8 @@ export class ModelLoadError extends Error {
     /** Where the model came from: its path, or "a N-byte buffer". */
     readonly source: string,
     /** Why, for programs: one of the codes of the subclasses. */
-    readonly code: 'MODEL_TOO_NEW' | 'LEGACY_BINARY_MODEL' | 'UNSUPPORTED_OBJECTIVE' | 'MODEL_WITHOUT_VERSION',
+    readonly code: 'MODEL_TOO_NEW' | 'LEGACY_BINARY_MODEL' | 'UNSUPPORTED_OBJECTIVE' | 'MODEL_WITHOUT_VERSION' |
+      'NOT_A_MODEL',
     reason: string,
   ) {
     super(`Cannot load XGBoost model from ${source}: ${reason}`);

@@ -13,6 +13,9 @@ export default async function globalSetup(): Promise<void> {
     execFileSync('bash', [path.join(root, 'scripts/python.sh'), path.join(root, 'scripts/train_model.py'),
       '--out', DEFAULT_MODEL_DIR], { stdio: 'inherit' });
   }
+  // The version matrix: the same small model from each pinned Python xgboost release, each in its own
+  // venv. Made once (about a minute, mostly the venvs), then reused while the training script stays.
+  execFileSync('bash', [path.join(root, 'scripts/matrix/build.sh')], { stdio: 'inherit' });
   if (process.env.KAFKA_BROKERS) {
     writeFileSync(stateFile, 'external');
     return;

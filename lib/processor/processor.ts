@@ -66,6 +66,8 @@ export class StreamProcessor {
   readonly threshold: number;
   /** The model version written into every output. */
   readonly modelVersion: string;
+  /** The model's version, the xgboost release that saved it and the libxgboost that scores it. */
+  private readonly modelFacts: Record<string, string>;
   private readonly maxInFlight: number;
 
   private assigned = new Set<number>();
@@ -95,7 +97,9 @@ export class StreamProcessor {
     this.threshold = resolveThreshold(this.config.threshold, this.classifier.attribute('threshold'));
     this.modelVersion = this.classifier.attribute('model_version') ?? 'unversioned';
     this.maxInFlight = Math.max(10_000, this.config.batchSize * 8);
-    this.metrics.modelInfo.set({ version: this.modelVersion }, 1);
+    const { savedByXgboost, libxgboost, objective } = this.classifier.modelInfo;
+    this.metrics.modelInfo.set({ version: this.modelVersion, saved_by_xgboost: savedByXgboost, libxgboost }, 1);
+    this.modelFacts = { modelVersion: this.modelVersion, modelSavedByXgboost: savedByXgboost, libxgboost, objective };
 
     const common = {
       'bootstrap.servers': this.config.brokers,
@@ -158,7 +162,7 @@ export class StreamProcessor {
     this.consumer.subscribe([this.config.inputTopic]);
     this.log.info('processor started', {
       brokers: this.config.brokers, inputTopic: this.config.inputTopic, groupId: this.config.groupId,
-      threshold: this.threshold, modelVersion: this.modelVersion, batchSize: this.config.batchSize,
+      threshold: this.threshold, ...this.modelFacts, batchSize: this.config.batchSize,
     });
     this.fetchLoopDone = this.fetchLoop().catch((err) => this.fail(err as Error));
   }
