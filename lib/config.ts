@@ -79,7 +79,7 @@ export const OPTIONS: readonly Option[] = [
   { flag: '--dead-letter-topic', env: 'DEAD_LETTER_TOPIC', key: 'deadLetterTopic', kind: 'string',
     def: 'predict-requests.dlq', help: 'topic for records that cannot be scored, with the reason in headers' },
   { flag: '--model', env: 'MODEL_PATH', key: 'modelPath', kind: 'string', def: 'models/default/model.ubj',
-    help: 'XGBoost model file (UBJSON, JSON or legacy binary)' },
+    help: 'XGBoost model file, UBJSON or JSON (convert legacy binary ones: npm run convert-model)' },
   { flag: '--threshold', env: 'THRESHOLD', key: 'threshold', kind: 'number', min: 0, max: 1,
     help: "score at or above which a record is suspicious (default: the model's threshold attribute, else 0.5)" },
   { flag: '--batch-size', env: 'BATCH_SIZE', key: 'batchSize', kind: 'int', def: '500', min: 1, max: 100000,

@@ -38,10 +38,9 @@ enum class PredictKind { kValue, kContributionsExact, kContributionsApprox };
 // in flight, so that close() or garbage collection during a prediction only drops a reference and
 // XGBoosterFree runs exactly once, when the last user is done.
 //
-// Thread safety (libxgboost 1.7): since 1.4 every prediction entry point is documented thread-safe
+// Thread safety (libxgboost 3.2): since 1.4 every prediction entry point is documented thread-safe
 // for tree boosters (gbtree, dart), and the source agrees: XGBoosterPredict writes its output into
-// a per-thread, per-booster buffer (LearnerAPIThreadLocalStore) and the prediction cache is
-// thread-local too (ThreadLocalPredictionCache). Two things are not safe, and this class handles
+// a per-thread, per-booster buffer (LearnerAPIThreadLocalStore). Two things are not safe, and this class handles
 // both: the lazy Configure() on the first prediction (a double-checked flag that is not atomic), which
 // the constructor runs eagerly before the booster is shared; and gblinear, whose predictor is not
 // covered by the guarantee, so its predictions are serialised with a mutex. Parameters are only set
