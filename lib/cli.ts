@@ -5,8 +5,7 @@
  */
 import * as path from 'node:path';
 import { ConfigError, helpText, parseConfig } from './config';
-
-const EXIT_USAGE = 2;
+import { EXIT } from './exit';
 
 async function main(): Promise<number> {
   // Consume calls, flushes and batch predictions all run on libuv's pool; its default of 4 threads
@@ -19,18 +18,18 @@ async function main(): Promise<number> {
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`xgb-stream: ${err.message}\n`);
-      return EXIT_USAGE;
+      return EXIT.usage;
     }
     throw err;
   }
   if (parsed.kind === 'help') {
     process.stdout.write(helpText() + '\n');
-    return 0;
+    return EXIT.ok;
   }
   if (parsed.kind === 'version') {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     process.stdout.write(`xgb-stream ${require('../package.json').version}\n`);
-    return 0;
+    return EXIT.ok;
   }
   const config = parsed.config;
 
@@ -47,7 +46,7 @@ async function main(): Promise<number> {
     classifier = Classifier.load(path.resolve(config.modelPath), { nthread: config.nthread });
   } catch (err) {
     process.stderr.write(`xgb-stream: invalid --model: ${(err as Error).message}\n`);
-    return EXIT_USAGE;
+    return EXIT.usage;
   }
 
   const metrics = new ProcessorMetrics();
@@ -56,7 +55,7 @@ async function main(): Promise<number> {
     processor = new StreamProcessor({ config, classifier, logger: log, metrics });
   } catch (err) {
     process.stderr.write(`xgb-stream: ${(err as Error).message}\n`);
-    return EXIT_USAGE;
+    return EXIT.usage;
   }
 
   let metricsServer;
@@ -69,7 +68,7 @@ async function main(): Promise<number> {
     signals++;
     if (signals > 1) {
       log.error('second signal: exiting without finishing', { signal });
-      process.exit(130);
+      process.exit(EXIT.interrupted);
     }
     log.info('signal received: stopping', { signal });
     void processor.stop();
@@ -83,7 +82,7 @@ async function main(): Promise<number> {
     process.stderr.write(`xgb-stream: ${(err as Error).message}\n`);
     metricsServer?.close();
     classifier.close();
-    return 1;
+    return EXIT.failure;
   }
   // One human line for someone watching a terminal; logs collected from a pipe stay pure JSON and quiet.
   if (process.stderr.isTTY) {
@@ -100,6 +99,6 @@ main().then(
   (code) => process.exit(code),
   (err) => {
     process.stderr.write(`xgb-stream: ${(err as Error).stack ?? err}\n`);
-    process.exit(1);
+    process.exit(EXIT.failure);
   },
 );

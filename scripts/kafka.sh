@@ -13,7 +13,8 @@
 # prints it, status asks it, stop leaves it alone.
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), KAFKA_START_TIMEOUT (90 s),
-# KAFKA_HEAP_OPTS (-Xms256m -Xmx768m), JAVA_HOME. KAFKA_BROKERS is deliberately not read: the jest setup
+# KAFKA_HEAP_OPTS (-Xms256m -Xmx768m), KAFKA_STATE_DIR (.kafka: a second broker needs its own), JAVA_HOME.
+# KAFKA_BROKERS is deliberately not read: the jest setup
 # exports it after `start`, and the teardown's `stop` must still stop the broker it started.
 #
 # State, all under .kafka/ (git-ignored): libs/ (jars), data/ (KRaft metadata and topic logs), logs/
@@ -23,7 +24,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 conf_dir=$root/scripts/kafka
-state=$root/.kafka
+state=${KAFKA_STATE_DIR:-$root/.kafka}
 libs=$state/libs
 data=$state/data
 logs=$state/logs

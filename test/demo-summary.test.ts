@@ -11,7 +11,7 @@ import { readReplayFile, replay, type ReplayRecord } from '../lib/replay';
 import { formatSummary, summarise, type DemoSummary, type ObservedMessage } from '../scripts/demo-summary';
 import { MODEL_DIR, MODEL_PATH } from './helpers/fixtures';
 import {
-  Collector, ProcessorProcess, brokers, createTopicSet, header, produceAll, topicFlags, uniqueName, type TopicSet,
+  Collector, readToEnd, ProcessorProcess, brokers, createTopicSet, header, produceAll, topicFlags, uniqueName, type TopicSet,
 } from './helpers/kafka';
 
 /** Added to each output's CreateTime as its "receive time", so that the two latencies differ by exactly this. */
@@ -55,13 +55,13 @@ beforeAll(async () => {
       { key: 'bad-2', value: null, headers: [{ label: '0' }] },
     ]);
     const total = records.length + 2;
-    await collector.waitFor(2 * total, 60_000, 1_000);
+    await collector.waitFor(2 * total, 60_000);
   } finally {
     await processor.kill('SIGTERM');
     await collector.stop();
   }
-  inputs = collector.of(topics.input);
-  raw = collector.messages.filter((m) => m.topic !== topics.input);
+  inputs = await readToEnd([topics.input]);
+  raw = await readToEnd([topics.suspicious, topics.regular, topics.deadLetter]);
   outputs = raw.map((m) => ({
     topic: m.topic, value: m.value, headers: m.headers, timestamp: m.timestamp,
     receivedAtMs: m.timestamp! + RECEIVE_DELAY_MS,

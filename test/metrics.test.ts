@@ -48,7 +48,7 @@ describe('metrics endpoint', () => {
     const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
     const p = ProcessorProcess.start([...topicFlags(topics), '--metrics-port', String(port), '--log-level', 'info']);
     try {
-      await out.waitFor(records.length, 60_000, 1000);
+      await out.waitFor(records.length, 60_000);
       const health = await get(port, '/healthz');
       expect(health.status).toBe(200);
       expect(JSON.parse(health.body)).toEqual({ status: 'ok' });

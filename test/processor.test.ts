@@ -5,10 +5,11 @@
 import type { Message } from 'node-rdkafka';
 import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord, encodePredictRequest, encodeScoredRecord, scoredRecordToJson } from '../lib/codec';
-import { HEADER } from '../lib/processor/output';
 import {
-  Collector, ProcessorProcess, createTopicSet, header, produceAll, topicFlags, type OutgoingRecord, type TopicSet,
+  Collector, ProcessorProcess, committedOffsets, createTopicSet, header, outputTopics, produceAll, readToEnd,
+  topicFlags, uniqueName, type OutgoingRecord, type TopicSet,
 } from './helpers/kafka';
+import { until } from './helpers/in-process';
 import { MODEL_PATH, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
 
 let vectors: TestVectors;
@@ -74,20 +75,21 @@ describe('stream processor on a real broker', () => {
     const n = 5000;
     const topics = await createTopicSet('route', 2);
     await produceAll(topics.input, requests(n, 'r', 2));
-    const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+    const progress = await Collector.start(outputTopics(topics));
     try {
       await withProcessor([...topicFlags(topics), '--batch-size', '256'], async (p) => {
-        await out.waitFor(n, 90_000, 1500);
+        await progress.waitFor(n, 90_000);
         expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
       });
-      expect(out.messages.length).toBe(n);
-      expect(out.of(topics.deadLetter)).toHaveLength(0);
-      const counts = countIds(out.messages);
+      const all = await readToEnd(outputTopics(topics));
+      expect(all.length).toBe(n);
+      expect(all.filter((m) => m.topic === topics.deadLetter)).toHaveLength(0);
+      const counts = countIds(all);
       expect(counts.size).toBe(n);
       expect([...counts.values()].every((c) => c === 1)).toBe(true);
 
       let suspicious = 0;
-      for (const m of out.messages) {
+      for (const m of all) {
         const { topic, record } = scored(m);
         const i = recordIndex(record.recordID);
         const expected = classifier.predict(row(vectors, i));
@@ -99,17 +101,17 @@ describe('stream processor on a real broker', () => {
         expect(record.eventTimestampMs).toBe(EVENT_TIME + i);
         expect(record.scoredTimestampMs).toBeGreaterThanOrEqual(record.eventTimestampMs);
         expect(header(m, 'trace-id')).toBe(`t${i}`);
-        expect(header(m, HEADER.sourceTopic)).toBe(topics.input);
-        expect(header(m, HEADER.sourcePartition)).toBe(String(i % 2));
-        expect(header(m, HEADER.modelVersion)).toBe(modelVersion);
-        expect(Number(header(m, HEADER.sourceOffset))).toBe(Math.floor(i / 2));
+        expect(header(m, 'xgb.source.topic')).toBe(topics.input);
+        expect(header(m, 'xgb.source.partition')).toBe(String(i % 2));
+        expect(header(m, 'xgb.model.version')).toBe(modelVersion);
+        expect(Number(header(m, 'xgb.source.offset'))).toBe(Math.floor(i / 2));
       }
       // The test vectors hold both classes, so both topics must have been used.
       expect(suspicious).toBeGreaterThan(0);
       expect(suspicious).toBeLessThan(n);
       process.stdout.write(`routing: ${suspicious} suspicious, ${n - suspicious} regular of ${n}\n`);
     } finally {
-      await out.stop();
+      await progress.stop();
     }
   });
 
@@ -133,29 +135,32 @@ describe('stream processor on a real broker', () => {
       if (i < bad.length) input.push({ ...bad[i].record, headers: [{ origin: `bad-${i}` }] });
     });
     await produceAll(topics.input, input);
-    const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+    const progress = await Collector.start(outputTopics(topics));
     try {
-      await withProcessor(topicFlags(topics), async () => {
-        await out.waitFor(good.length + bad.length, 60_000, 1000);
+      await withProcessor(topicFlags(topics), async (p) => {
+        await progress.waitFor(good.length + bad.length, 60_000);
+        expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
       });
-      const dead = out.of(topics.deadLetter);
+      const all = await readToEnd(outputTopics(topics));
+      expect(all).toHaveLength(good.length + bad.length);
+      const dead = all.filter((m) => m.topic === topics.deadLetter);
       expect(dead).toHaveLength(bad.length);
       bad.forEach((b, i) => {
         const m = dead[i];
         expect(m.key?.toString()).toBe(b.record.key);
         if (b.record.value === null) expect(m.value).toBeNull();
         else expect(Buffer.compare(m.value!, b.record.value)).toBe(0);
-        expect(header(m, HEADER.errorReason)).toBe(b.reason);
-        expect(header(m, HEADER.errorMessage)).toContain(b.message);
+        expect(header(m, 'xgb.error.reason')).toBe(b.reason);
+        expect(header(m, 'xgb.error.message')).toContain(b.message);
         expect(header(m, 'origin')).toBe(`bad-${i}`);
-        expect(header(m, HEADER.sourceTopic)).toBe(topics.input);
-        expect(header(m, HEADER.sourcePartition)).toBe('0');
-        expect(header(m, HEADER.sourceOffset)).toBe(String(2 * i + 1));
+        expect(header(m, 'xgb.source.topic')).toBe(topics.input);
+        expect(header(m, 'xgb.source.partition')).toBe('0');
+        expect(header(m, 'xgb.source.offset')).toBe(String(2 * i + 1));
       });
-      const scoredIds = [...out.of(topics.suspicious), ...out.of(topics.regular)].map((m) => scored(m).record.recordID).sort();
+      const scoredIds = all.filter((m) => m.topic !== topics.deadLetter).map((m) => scored(m).record.recordID).sort();
       expect(scoredIds).toEqual(good.map((g) => g.key as string).sort());
     } finally {
-      await out.stop();
+      await progress.stop();
     }
   });
 
@@ -165,22 +170,24 @@ describe('stream processor on a real broker', () => {
     for (const reject of [false, true]) {
       const topics = await createTopicSet(reject ? 'nan-reject' : 'nan');
       await produceAll(topics.input, [record]);
-      const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+      const progress = await Collector.start(outputTopics(topics));
       try {
-        await withProcessor([...topicFlags(topics), ...(reject ? ['--reject-missing'] : [])], async () => {
-          await out.waitFor(1, 60_000, 500);
+        await withProcessor([...topicFlags(topics), ...(reject ? ['--reject-missing'] : [])], async (p) => {
+          await progress.waitFor(1, 60_000);
+          expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
         });
-        expect(out.messages).toHaveLength(1);
-        const m = out.messages[0];
+        const all = await readToEnd(outputTopics(topics));
+        expect(all).toHaveLength(1);
+        const m = all[0];
         if (reject) {
           expect(m.topic).toBe(topics.deadLetter);
-          expect(header(m, HEADER.errorReason)).toBe('missing-feature');
-          expect(header(m, HEADER.errorMessage)).toBe('feature 2 is NaN (missing)');
+          expect(header(m, 'xgb.error.reason')).toBe('missing-feature');
+          expect(header(m, 'xgb.error.message')).toBe('feature 2 is NaN (missing)');
         } else {
           expect(scored(m).record.score).toBe(classifier.predict(withNaN));
         }
       } finally {
-        await out.stop();
+        await progress.stop();
       }
     }
   });
@@ -194,13 +201,17 @@ describe('stream processor on a real broker', () => {
       topics = await createTopicSet('fmt');
       sent = requests(n, 'f');
       await produceAll(topics.input, sent);
-      const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+      const progress = await Collector.start(outputTopics(topics));
       try {
-        await withProcessor([...topicFlags(topics), ...args], async () => { await out.waitFor(n, 60_000, 500); });
-        expect(out.messages).toHaveLength(n);
-        return out.messages;
+        await withProcessor([...topicFlags(topics), ...args], async (p) => {
+          await progress.waitFor(n, 60_000);
+          expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+        });
+        const all = await readToEnd(outputTopics(topics));
+        expect(all).toHaveLength(n);
+        return all;
       } finally {
-        await out.stop();
+        await progress.stop();
       }
     }
 
@@ -257,78 +268,126 @@ describe('stream processor on a real broker', () => {
     const n = 20_000;
     const slow = ['--batch-size', '1', '--batch-wait-ms', '0'];
 
-    async function interruptAndResume(signal: NodeJS.Signals): Promise<{ counts: Map<string, number>; total: number }> {
+    /**
+     * Stops a first run with `signal` a quarter of the way in, checks what it committed against what it
+     * wrote, and lets a second run finish. Counts are read to the topics' ends after each run has exited.
+     */
+    async function interruptAndResume(signal: NodeJS.Signals) {
       const topics = await createTopicSet(`bounce-${signal.toLowerCase()}`);
+      const group = ['--group-id', uniqueName('g-bounce')];
       await produceAll(topics.input, requests(n, 'b'));
-      const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+      const progress = await Collector.start(outputTopics(topics));
       try {
-        const first = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...slow]);
-        await out.waitFor(n / 4, 90_000);
+        const first = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...group, ...slow]);
+        await progress.waitFor(n / 4, 90_000);
         const exit = await first.kill(signal);
-        const atStop = out.messages.length;
         if (signal === 'SIGTERM') expect(exit).toEqual({ code: 0, signal: null });
         else expect(exit.signal).toBe('SIGKILL');
-        expect(atStop).toBeLessThan(n);
-        await withProcessor(topicFlags(topics), async (second) => {
-          try {
-            await out.waitFor(n, 90_000, 2000);
-          } catch (err) {
-            throw new Error(`${(err as Error).message}\nfirst run:\n${first.stderr}\nsecond run:\n${second.stderr}`);
-          }
-        });
-        const counts = countIds(out.messages);
-        process.stdout.write(`${signal}: stopped after ${atStop} outputs; `
-          + `${out.messages.length} outputs in all, ${out.messages.length - counts.size} duplicates\n`);
-        expect(out.of(topics.deadLetter)).toHaveLength(0);
-        return { counts, total: out.messages.length };
+        const written = (await readToEnd(outputTopics(topics))).length;
+        const [committed] = await committedOffsets(group[1], topics.input, 1);
+        // Offsets were committed while it ran, and never past a record whose output was not delivered.
+        expect(committed).toBeGreaterThan(0);
+        expect(committed).toBeLessThanOrEqual(written);
+        expect(written).toBeLessThan(n);
+        // The second run resumes at the committed offset and writes one output for each record from there.
+        const second = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...group]);
+        try {
+          await progress.waitFor(written + (n - committed), 90_000);
+        } catch (err) {
+          throw new Error(`${(err as Error).message}\nfirst run:\n${first.stderr}\nsecond run:\n${second.stderr}`);
+        }
+        expect(await second.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+        const all = await readToEnd(outputTopics(topics));
+        const counts = countIds(all);
+        process.stdout.write(`${signal}: first run wrote ${written} outputs and committed ${committed}; `
+          + `${all.length} outputs in all, ${all.length - counts.size} duplicates\n`);
+        expect(all.filter((m) => m.topic === topics.deadLetter)).toHaveLength(0);
+        expect(counts.size).toBe(n);
+        expect(all.length).toBe(written + (n - committed));
+        return { written, committed, duplicates: all.length - counts.size };
       } finally {
-        await out.stop();
+        await progress.stop();
       }
     }
 
-    it('loses and duplicates nothing across SIGTERM and a restart', async () => {
-      const { counts, total } = await interruptAndResume('SIGTERM');
-      expect(counts.size).toBe(n);
-      expect(total).toBe(n);
+    it('loses and duplicates nothing across SIGTERM and a restart, having committed all it wrote', async () => {
+      const { written, committed, duplicates } = await interruptAndResume('SIGTERM');
+      expect(committed).toBe(written);
+      expect(duplicates).toBe(0);
     }, 240_000);
 
-    it('loses nothing across SIGKILL and a restart', async () => {
-      const { counts } = await interruptAndResume('SIGKILL');
-      expect(counts.size).toBe(n);
-      for (let i = 0; i < n; i++) expect(counts.has(`b-${i}`)).toBe(true);
+    it('loses nothing across SIGKILL and a restart, and duplicates at most what was not committed', async () => {
+      const { written, committed, duplicates } = await interruptAndResume('SIGKILL');
+      expect(duplicates).toBe(written - committed);
     }, 240_000);
+
+    it('keeps each input partition\'s outputs in offset order on every output topic, with batches in flight', async () => {
+      const topics = await createTopicSet('order', 2);
+      const count = 3000;
+      await produceAll(topics.input, requests(count, 'o', 2));
+      const progress = await Collector.start(outputTopics(topics));
+      try {
+        await withProcessor([...topicFlags(topics), '--batch-size', '16', '--batch-wait-ms', '1'], async (p) => {
+          await progress.waitFor(count, 90_000);
+          expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+        });
+      } finally {
+        await progress.stop();
+      }
+      const all = await readToEnd(outputTopics(topics));
+      expect(all).toHaveLength(count);
+      const last = new Map<string, number>();
+      let checked = 0;
+      for (const m of all) {
+        const key = `${m.topic} <- ${header(m, 'xgb.source.partition')}`;
+        const offset = Number(header(m, 'xgb.source.offset'));
+        if (last.has(key)) expect(offset).toBeGreaterThan(last.get(key)!);
+        last.set(key, offset);
+        checked++;
+      }
+      expect(checked).toBe(count);
+      // Both output topics carry records of both input partitions.
+      expect(last.size).toBe(4);
+    }, 120_000);
+
+    /** The partitions an instance holds, from its last assignment or revocation log line. */
+    function holding(p: ProcessorProcess): number[] {
+      const lines = p.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+      const changes = lines.filter((l) => l.message === 'partitions assigned' || l.message === 'partitions revoked');
+      return changes.length === 0 ? [] : changes[changes.length - 1].assigned;
+    }
 
     it.each(['range', 'cooperative-sticky'])(
-      'splits 4 partitions between two instances and loses nothing when one stops mid-stream (%s assignor)', async (assignor) => {
+      'splits 4 partitions between two instances, and the survivor takes over with 0 lost and 0 duplicated (%s assignor)', async (assignor) => {
       const topics = await createTopicSet('group', 4);
-      const group = ['--group-id', `g-${topics.input}`, '-X', `partition.assignment.strategy=${assignor}`];
-      await produceAll(topics.input, requests(n, 'b', 4));
-      const out = await Collector.start([topics.suspicious, topics.regular, topics.deadLetter]);
+      const group = ['--group-id', uniqueName('g-group'), '-X', `partition.assignment.strategy=${assignor}`];
+      const a = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...group, ...slow]);
+      const b = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...group, ...slow]);
+      const progress = await Collector.start(outputTopics(topics));
       try {
-        const a = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...group, ...slow]);
-        const b = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...group, ...slow]);
+        // Both hold partitions before the records arrive, so both score.
+        await until('both instances holding partitions', () =>
+          holding(a).length > 0 && holding(b).length > 0 && holding(a).length + holding(b).length === 4, 60_000);
+        const split = [holding(a), holding(b)];
+        await produceAll(topics.input, requests(n, 'b', 4));
+        await progress.waitFor(n / 5, 90_000);
+        expect(await b.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+        await until('the survivor holding all four partitions', () => holding(a).length === 4, 60_000);
         try {
-          await out.waitFor(n / 5, 90_000);
-          const sources = new Set(out.messages.map((m) => header(m, HEADER.sourcePartition)));
-          expect(sources.size).toBeGreaterThan(1);
-          expect(await b.kill('SIGTERM')).toEqual({ code: 0, signal: null });
-          expect(out.messages.length).toBeLessThan(n);
-          try {
-            await out.waitFor(n, 120_000, 2000);
-          } catch (err) {
-            throw new Error(`${(err as Error).message}\ninstance a:\n${a.stderr}\ninstance b:\n${b.stderr}`);
-          }
-        } finally {
-          await a.kill('SIGTERM');
+          await progress.waitFor(n, 120_000);
+        } catch (err) {
+          throw new Error(`${(err as Error).message}\ninstance a:\n${a.stderr}\ninstance b:\n${b.stderr}`);
         }
-        expect(a.stderr).toContain('partitions assigned');
-        expect(b.stderr).toContain('partitions assigned');
-        const counts = countIds(out.messages);
-        process.stdout.write(`group (${assignor}): ${out.messages.length} outputs for ${n} records, `
-          + `${out.messages.length - counts.size} duplicates\n`);
+        expect(await a.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+        const all = await readToEnd(outputTopics(topics));
+        const counts = countIds(all);
+        process.stdout.write(`group (${assignor}): split ${JSON.stringify(split)}, ${all.length} outputs for ${n} records, `
+          + `${all.length - counts.size} duplicates\n`);
         expect(counts.size).toBe(n);
+        expect(all).toHaveLength(n);
       } finally {
-        await out.stop();
+        await progress.stop();
+        for (const p of [a, b]) if (p.child.exitCode === null && p.child.signalCode === null) await p.kill('SIGKILL');
       }
     }, 240_000);
   });

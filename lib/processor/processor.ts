@@ -8,6 +8,7 @@ import {
   KafkaConsumer, Producer, type DeliveryReport, type LibrdKafkaError, type Message, type TopicPartition,
 } from 'node-rdkafka';
 import type { Classifier } from '../classifier';
+import { EXIT } from '../exit';
 import type { ProcessorConfig } from '../config';
 import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
@@ -16,6 +17,7 @@ import { OffsetTracker, type PartitionOffset } from './offsets';
 import { HEADER, deadLetterHeaders, encodeOutputValue, scoredHeaders, type Source } from './output';
 import { validateRequest, type DeadLetterReason, type ValidRecord } from './validate';
 import { ensureTopics } from './topics';
+import { splitKafkaProperties } from './kafka-properties';
 
 const ERR_ASSIGN_PARTITIONS = -175;
 const ERR_REVOKE_PARTITIONS = -174;
@@ -29,10 +31,17 @@ const PREDICT_ATTEMPTS = 3;
 /** Attempts to deliver one output before the processor stops without storing past it. */
 const DELIVERY_ATTEMPTS = 3;
 
+/**
+ * What the processor needs of the model: a {@link Classifier}. Kept to the methods it calls, so that a
+ * test can wrap the real Classifier to make a chosen batch or row fail at this seam.
+ */
+export type Scorer = Pick<Classifier,
+  'numFeatures' | 'modelInfo' | 'attribute' | 'predict' | 'predictBatchAsync' | 'explainBatchAsync'>;
+
 /** What the processor needs from outside: the model, settings, a logger and metrics. */
 export interface ProcessorOptions {
   readonly config: ProcessorConfig;
-  readonly classifier: Classifier;
+  readonly classifier: Scorer;
   readonly logger: Logger;
   readonly metrics: ProcessorMetrics;
 }
@@ -56,7 +65,7 @@ function sleep(ms: number): Promise<void> {
 /** Scores a stream of PredictRequest records; see the module comment. */
 export class StreamProcessor {
   private readonly config: ProcessorConfig;
-  private readonly classifier: Classifier;
+  private readonly classifier: Scorer;
   private readonly log: Logger;
   private readonly metrics: ProcessorMetrics;
   private readonly consumer: KafkaConsumer;
@@ -101,12 +110,13 @@ export class StreamProcessor {
     this.metrics.modelInfo.set({ version: this.modelVersion, saved_by_xgboost: savedByXgboost, libxgboost }, 1);
     this.modelFacts = { modelVersion: this.modelVersion, modelSavedByXgboost: savedByXgboost, libxgboost, objective };
 
+    const properties = splitKafkaProperties(this.config.kafkaProperties);
     const common = {
       'bootstrap.servers': this.config.brokers,
       'client.id': 'xgb-stream',
       // Delivers librdkafka's log lines as events, which the logger shows at debug level.
       'event_cb': 'debug' in this.config.kafkaProperties,
-      ...this.config.kafkaProperties,
+      ...properties.global,
     };
     this.consumer = new KafkaConsumer({
       'group.id': this.config.groupId,
@@ -119,14 +129,14 @@ export class StreamProcessor {
       'fetch.wait.max.ms': 100,
       ...common,
       'rebalance_cb': (err: LibrdKafkaError, assignment: TopicPartition[]) => this.onRebalance(err, assignment),
-    }, { 'auto.offset.reset': 'earliest' });
+    }, { 'auto.offset.reset': 'earliest', ...properties.topic });
     this.producer = new Producer({
       // Idempotence makes the producer's own retries safe (no duplicates, no reordering); it needs acks=all.
       'enable.idempotence': true,
       'linger.ms': 5,
       'dr_cb': true,
       ...common,
-    }, { 'acks': -1 });
+    }, { 'acks': -1, ...properties.topic });
   }
 
   /** Whether the processor holds partitions and a model: what `/readyz` reports. */
@@ -609,17 +619,19 @@ export class StreamProcessor {
     });
     // Whatever was delivered is committed, also after a failure: the tracker never passes a lost output.
     this.commit(this.tracker.takeStorable(this.assignedPartitions, true));
+    // Counted now: leaving the group below revokes the partitions, which drops their records.
+    const pending = this.tracker.pending();
     this.closing = true;
     await disconnect(this.consumer);
     await disconnect(this.producer);
     const clean = drained && flushed && !this.fatalError;
     if (!clean) {
       this.log.error('stopped with outputs not delivered; they will be processed again after a restart', {
-        pending: this.tracker.pending(), error: this.fatalError,
+        pending, error: this.fatalError,
       });
     }
     this.log.info('stopped');
-    return clean ? 0 : 1;
+    return clean ? EXIT.ok : EXIT.failure;
   }
 }
 

@@ -4,15 +4,14 @@
  */
 import { decodePredictRequest } from '../codec';
 
+/** Why a record goes to the dead-letter topic: the values of its `xgb.error.reason` header. */
+export const DEAD_LETTER_REASONS = [
+  'null-value', 'undecodable', 'empty-record-id', 'wrong-feature-count', 'non-finite-feature',
+  'missing-feature', 'scoring-failed',
+] as const;
+
 /** Why a record went to the dead-letter topic; the value of its `xgb.error.reason` header. */
-export type DeadLetterReason =
-  | 'null-value'
-  | 'undecodable'
-  | 'empty-record-id'
-  | 'wrong-feature-count'
-  | 'non-finite-feature'
-  | 'missing-feature'
-  | 'scoring-failed';
+export type DeadLetterReason = typeof DEAD_LETTER_REASONS[number];
 
 /** A record ready to score. */
 export interface ValidRecord {

@@ -25,8 +25,8 @@ export function uniqueName(prefix: string): string {
 }
 
 /** Creates topics with the given number of partitions. */
-export async function createTopics(names: readonly string[], partitions = 1): Promise<void> {
-  const admin = AdminClient.create({ 'bootstrap.servers': brokers() });
+export async function createTopics(names: readonly string[], partitions = 1, bootstrap = brokers()): Promise<void> {
+  const admin = AdminClient.create({ 'bootstrap.servers': bootstrap });
   try {
     for (const topic of names) {
       await new Promise<void>((resolve, reject) => {
@@ -48,12 +48,17 @@ export interface TopicSet {
 }
 
 /** Creates a fresh set of input, output and dead-letter topics. */
-export async function createTopicSet(prefix: string, inputPartitions = 1): Promise<TopicSet> {
+export async function createTopicSet(prefix: string, inputPartitions = 1, bootstrap = brokers()): Promise<TopicSet> {
   const base = uniqueName(prefix);
   const set = { input: `${base}-in`, suspicious: `${base}-suspicious`, regular: `${base}-regular`, deadLetter: `${base}-in.dlq` };
-  await createTopics([set.input], inputPartitions);
-  await createTopics([set.suspicious, set.regular, set.deadLetter], 1);
+  await createTopics([set.input], inputPartitions, bootstrap);
+  await createTopics([set.suspicious, set.regular, set.deadLetter], 1, bootstrap);
   return set;
+}
+
+/** The three output topics of a topic set. */
+export function outputTopics(t: TopicSet): string[] {
+  return [t.suspicious, t.regular, t.deadLetter];
 }
 
 /** The processor flags naming a topic set. */
@@ -72,8 +77,8 @@ export interface OutgoingRecord {
 }
 
 /** Produces records and resolves once every one has a successful delivery report. */
-export async function produceAll(topic: string, records: readonly OutgoingRecord[]): Promise<void> {
-  const producer = new Producer({ 'bootstrap.servers': brokers(), 'dr_cb': true, 'linger.ms': 5,
+export async function produceAll(topic: string, records: readonly OutgoingRecord[], bootstrap = brokers()): Promise<void> {
+  const producer = new Producer({ 'bootstrap.servers': bootstrap, 'dr_cb': true, 'linger.ms': 5,
     'enable.idempotence': true });
   await new Promise<void>((resolve, reject) => producer.connect({}, (err) => (err ? reject(err) : resolve())));
   producer.setPollInterval(5);
@@ -110,16 +115,19 @@ export class Collector {
   private running = true;
   private loop: Promise<void> = Promise.resolve();
 
-  private constructor(private readonly topics: readonly string[]) {
+  private constructor(private readonly topics: readonly string[], bootstrap: string) {
     this.consumer = new KafkaConsumer({
-      'bootstrap.servers': brokers(), 'group.id': uniqueName('collector'), 'enable.auto.commit': false,
+      'bootstrap.servers': bootstrap, 'group.id': uniqueName('collector'), 'enable.auto.commit': false,
       'enable.partition.eof': false,
     }, { 'auto.offset.reset': 'earliest' });
   }
 
-  /** Starts collecting the given topics. */
-  static async start(topics: readonly string[]): Promise<Collector> {
-    const c = new Collector(topics);
+  /**
+   * Starts collecting the given topics. Its count tells a test how far a processor has got; final
+   * counts come from {@link readToEnd}, never from a collector stopped after a pause.
+   */
+  static async start(topics: readonly string[], bootstrap = brokers()): Promise<Collector> {
+    const c = new Collector(topics, bootstrap);
     await new Promise<void>((resolve, reject) => c.consumer.connect({}, (err) => (err ? reject(err) : resolve())));
     c.consumer.subscribe([...c.topics]);
     c.consumer.setDefaultConsumeTimeout(100);
@@ -137,8 +145,8 @@ export class Collector {
     return this.messages.filter((m) => m.topic === topic);
   }
 
-  /** Waits until at least `count` messages arrived, then `settleMs` more for any extras. */
-  async waitFor(count: number, timeoutMs = 60_000, settleMs = 0): Promise<Message[]> {
+  /** Waits until at least `count` messages arrived. */
+  async waitFor(count: number, timeoutMs = 60_000): Promise<Message[]> {
     const deadline = Date.now() + timeoutMs;
     while (this.messages.length < count) {
       if (Date.now() > deadline) {
@@ -146,7 +154,6 @@ export class Collector {
       }
       await new Promise((res) => setTimeout(res, 50));
     }
-    if (settleMs > 0) await new Promise((res) => setTimeout(res, settleMs));
     return this.messages;
   }
 
@@ -155,6 +162,70 @@ export class Collector {
     this.running = false;
     await this.loop;
     await new Promise<void>((resolve) => this.consumer.disconnect(() => resolve()));
+  }
+}
+
+/**
+ * Every record of the given topics, read from the start of each partition up to its high watermark
+ * as it is when called: after the processor has exited, that is everything it will ever have written,
+ * so a late duplicate cannot slip past the count.
+ */
+export async function readToEnd(topics: readonly string[], bootstrap = brokers()): Promise<Message[]> {
+  const consumer = new KafkaConsumer({
+    'bootstrap.servers': bootstrap, 'group.id': uniqueName('reader'), 'enable.auto.commit': false,
+    'enable.partition.eof': false,
+  }, { 'auto.offset.reset': 'earliest' });
+  await new Promise<void>((resolve, reject) => consumer.connect({}, (err) => (err ? reject(err) : resolve())));
+  try {
+    const metadata = await new Promise<{ topics: Array<{ name: string; partitions: Array<{ id: number }> }> }>(
+      (resolve, reject) => consumer.getMetadata({ timeout: 10_000 }, (err, m) => (err ? reject(err) : resolve(m))));
+    const highs: Array<{ topic: string; partition: number; high: number }> = [];
+    for (const topic of topics) {
+      const found = metadata.topics.find((t) => t.name === topic);
+      if (!found) throw new Error(`readToEnd: no topic ${topic}`);
+      for (const { id } of found.partitions) {
+        const high = await new Promise<number>((resolve, reject) => consumer.queryWatermarkOffsets(topic, id, 10_000,
+          (err, w) => (err ? reject(err) : resolve(w.highOffset))));
+        if (high > 0) highs.push({ topic, partition: id, high });
+      }
+    }
+    const messages: Message[] = [];
+    if (highs.length === 0) return messages;
+    consumer.assign(highs.map(({ topic, partition }) => ({ topic, partition, offset: 0 })));
+    consumer.setDefaultConsumeTimeout(200);
+    const left = new Map(highs.map((h) => [`${h.topic}/${h.partition}`, h.high]));
+    const deadline = Date.now() + 60_000;
+    while (left.size > 0) {
+      if (Date.now() > deadline) throw new Error(`readToEnd: timed out with ${messages.length} messages`);
+      const batch = await new Promise<Message[]>((resolve, reject) =>
+        consumer.consume(1000, (err, m) => (err ? reject(err) : resolve(m))));
+      for (const m of batch) {
+        const key = `${m.topic}/${m.partition}`;
+        const high = left.get(key);
+        if (high === undefined) continue;
+        if (m.offset < high) messages.push(m);
+        if (m.offset >= high - 1) left.delete(key);
+      }
+    }
+    return messages;
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
+}
+
+/** The offsets a consumer group has committed on the partitions of a topic (-1001 where none). */
+export async function committedOffsets(groupId: string, topic: string, partitions: number,
+  bootstrap = brokers()): Promise<number[]> {
+  const consumer = new KafkaConsumer({ 'bootstrap.servers': bootstrap, 'group.id': groupId,
+    'enable.auto.commit': false }, {});
+  await new Promise<void>((resolve, reject) => consumer.connect({}, (err) => (err ? reject(err) : resolve())));
+  try {
+    const toppars = Array.from({ length: partitions }, (_, partition) => ({ topic, partition }));
+    const committed = await new Promise<Array<{ partition: number; offset?: number }>>((resolve, reject) =>
+      consumer.committed(toppars, 10_000, (err, tp) => (err ? reject(err) : resolve(tp))));
+    return committed.sort((a, b) => a.partition - b.partition).map((tp) => tp.offset ?? -1001);
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }
 }
 
