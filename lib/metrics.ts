@@ -119,6 +119,15 @@ export class ProcessorMetrics {
     this.batchSize, this.inferenceSeconds, this.endToEndSeconds, this.consumerLag, this.assignedPartitions,
     this.modelInfo, this.inFlight];
 
+  constructor() {
+    // Series without labels exist from the start, at 0: an alert on "failures > 0" or a rate() needs
+    // the zero sample, not an absent series.
+    this.recordsIn.inc({}, 0);
+    this.deliveryFailures.inc({}, 0);
+    this.assignedPartitions.set({}, 0);
+    this.inFlight.set({}, 0);
+  }
+
   /** The text exposition of every metric. */
   render(): string {
     return this.all.flatMap((m) => m.render()).join('\n') + '\n';

@@ -2,11 +2,21 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { encodePredictRequest } from '../lib/codec';
+import { decodeScoredRecord, encodePredictRequest } from '../lib/codec';
 import { loadTestVectors, row } from './helpers/fixtures';
 import {
-  Collector, ProcessorProcess, brokers, createTopicSet, produceAll, runCli, topicFlags, uniqueName,
+  Collector, ProcessorProcess, brokers, createTopicSet, outputTopics, partitionCount, produceAll, readToEnd, runCli,
+  topicFlags, uniqueName,
 } from './helpers/kafka';
+import { MODEL_DIR } from './helpers/fixtures';
+
+/** The default model as JSON text with its threshold attribute replaced (edited as text: xgboost's
+ * parser tells 1.0 from 1, which a JSON round trip would lose). */
+function modelWithThreshold(value: string): string {
+  const text = readFileSync(path.join(MODEL_DIR, 'model.json'), 'utf8');
+  expect(text).toContain('"threshold":"0.5"');
+  return text.replace('"threshold":"0.5"', `"threshold":${JSON.stringify(value)}`);
+}
 
 describe('xgb-stream command line', () => {
   it('prints its help with every option', async () => {
@@ -110,5 +120,105 @@ describe('xgb-stream command line', () => {
     } finally {
       await out.stop();
     }
+  });
+  it('creates the missing topics with the --create-partitions count', async () => {
+    const topics = await createTopicSet('partitions');
+    const fresh = { ...topics, input: uniqueName('created-in') };
+    const p = ProcessorProcess.start([...topicFlags(fresh), '--create-topics', '--create-partitions', '3',
+      '--log-level', 'info']);
+    await p.waitForLog('partitions assigned');
+    expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(await partitionCount(fresh.input)).toBe(3);
+    expect(await partitionCount(fresh.suspicious)).toBe(1);
+  });
+
+  it('exits 130 at a second signal, without finishing the graceful stop the first one began', async () => {
+    const topics = await createTopicSet('twice');
+    const p = ProcessorProcess.start([...topicFlags(topics), '--log-level', 'info']);
+    await p.waitForLog('partitions assigned');
+    // Two different signals: two of the same kind may merge into one while the first is pending.
+    p.child.kill('SIGTERM');
+    p.child.kill('SIGINT');
+    expect(await p.exited).toEqual({ code: 130, signal: null });
+    const messages = p.stderr.trimEnd().split('\n').map((l) => JSON.parse(l).message);
+    expect(messages).toContain('second signal: exiting without finishing');
+    expect(messages).not.toContain('stopped');
+  });
+
+  it('exits 1 naming the brokers it cannot reach', async () => {
+    const r = await runCli(['--brokers', '127.0.0.1:1', '--input-topic', 'x']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^xgb-stream: could not connect the producer: .+\n$/);
+  });
+
+  it('passes -X to librdkafka: an unknown property exits 2 with its message, debug=cgrp logs the group', async () => {
+    const unknown = await runCli(['--brokers', brokers(), '-X', 'no.such.property=1']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toBe('xgb-stream: No such configuration property: "no.such.property"\n');
+    const invalid = await runCli(['--brokers', brokers(), '-X', 'message.timeout.ms=soon']);
+    expect(invalid.code).toBe(2);
+    expect(invalid.stderr).toBe('xgb-stream: Invalid value for configuration property "message.timeout.ms"\n');
+
+    const topics = await createTopicSet('debug');
+    const p = ProcessorProcess.start([...topicFlags(topics), '--log-level', 'debug', '-X', 'debug=cgrp']);
+    await p.waitForLog('partitions assigned');
+    expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    const librdkafka = p.stderr.split('\n').filter((l) => l.includes('"message":"librdkafka consumer"'))
+      .map((l) => JSON.parse(l).facility as string);
+    // The consumer group's own state machine, which librdkafka logs only with debug=cgrp.
+    expect(librdkafka).toEqual(expect.arrayContaining(['CGRPSTATE', 'JOIN']));
+  });
+
+  describe('the threshold', () => {
+    const vectors = loadTestVectors();
+    const n = 400;
+
+    /** Scores `n` test-vector rows with the given flags; returns each output's score and topic. */
+    async function route(args: string[]): Promise<Array<{ score: number; suspicious: boolean }>> {
+      const topics = await createTopicSet('threshold');
+      await produceAll(topics.input, Array.from({ length: n }, (_, i) => ({
+        key: `t-${i}`, value: encodePredictRequest({ recordID: `t-${i}`, featuresVector: row(vectors, i) }),
+      })));
+      const progress = await Collector.start(outputTopics(topics));
+      try {
+        const p = ProcessorProcess.start([...topicFlags(topics), ...args]);
+        await progress.waitFor(n);
+        expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+      } finally {
+        await progress.stop();
+      }
+      return (await readToEnd(outputTopics(topics))).map((m) => {
+        const record = decodeScoredRecord(m.value!);
+        expect(m.topic).toBe(record.suspicious ? topics.suspicious : topics.regular);
+        return { score: record.score, suspicious: record.suspicious };
+      });
+    }
+
+    function expectRoutedAt(outputs: Array<{ score: number; suspicious: boolean }>, threshold: number): void {
+      expect(outputs).toHaveLength(n);
+      for (const o of outputs) expect(o.suspicious).toBe(o.score >= threshold);
+      // Some records fall between the threshold and 0.5, so routing at 0.5 would differ.
+      expect(outputs.some((o) => o.score >= threshold && o.score < 0.5)).toBe(true);
+    }
+
+    it('comes from --threshold', async () => {
+      expectRoutedAt(await route(['--threshold', '0.05']), 0.05);
+    });
+
+    it('comes from the model\'s threshold attribute when no flag is given', async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'xgb-stream-threshold-'));
+      const model = path.join(dir, 'model.json');
+      writeFileSync(model, modelWithThreshold('0.05'));
+      expectRoutedAt(await route(['--model', model]), 0.05);
+    });
+
+    it('exits 2 when the model\'s threshold attribute is not a probability', async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'xgb-stream-threshold-'));
+      const model = path.join(dir, 'model.json');
+      writeFileSync(model, modelWithThreshold('high'));
+      const r = await runCli(['--model', model, '--brokers', brokers()]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe("xgb-stream: the model's threshold attribute 'high' is not a number from 0 to 1; pass --threshold\n");
+    });
   });
 });

@@ -8,6 +8,7 @@ import { ProcessorMetrics } from '../lib/metrics';
 import { startMetricsServer } from '../lib/metrics-server';
 import { Collector, ProcessorProcess, createTopicSet, produceAll, topicFlags } from './helpers/kafka';
 import { loadTestVectors, row } from './helpers/fixtures';
+import { until } from './helpers/in-process';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -88,6 +89,57 @@ describe('metrics endpoint', () => {
       await out.stop();
     }
   });
+
+  it('shows a backlog as lag while it lasts, and the exact counts once it is drained', async () => {
+    const vectors = loadTestVectors();
+    const topics = await createTopicSet('metrics-backlog', 2);
+    const n = 20_000;
+    await produceAll(topics.input, Array.from({ length: n }, (_, i) => ({
+      key: `b-${i}`, partition: i % 2,
+      value: encodePredictRequest({ recordID: `b-${i}`, featuresVector: row(vectors, i) }),
+    })));
+    const port = await freePort();
+    // Batches of one: the backlog lasts seconds, long enough to be scraped.
+    const p = ProcessorProcess.start([...topicFlags(topics), '--metrics-port', String(port), '--log-level', 'info',
+      '--batch-size', '1', '--batch-wait-ms', '0']);
+    try {
+      let lagSeen = 0;
+      let body = '';
+      const out = () => (sample(body, `xgb_stream_records_out_total{topic="${topics.suspicious}"}`) ?? 0)
+        + (sample(body, `xgb_stream_records_out_total{topic="${topics.regular}"}`) ?? 0);
+      await until('the backlog drained', async () => {
+        try {
+          body = (await get(port, '/metrics')).body;
+        } catch {
+          return false; // the endpoint is not up yet
+        }
+        const lag = (sample(body, 'xgb_stream_consumer_lag{partition="0"}') ?? 0)
+          + (sample(body, 'xgb_stream_consumer_lag{partition="1"}') ?? 0);
+        lagSeen = Math.max(lagSeen, lag);
+        return out() === n;
+      }, 120_000);
+      process.stdout.write(`backlog: largest lag scraped ${lagSeen} of ${n}\n`);
+      expect(lagSeen).toBeGreaterThan(0);
+      // Once everything is out, lag is refreshed on the next scrape: poll until both partitions read 0.
+      await until('lag 0 on both partitions', async () => {
+        body = (await get(port, '/metrics')).body;
+        return sample(body, 'xgb_stream_consumer_lag{partition="0"}') === 0
+          && sample(body, 'xgb_stream_consumer_lag{partition="1"}') === 0;
+      });
+      expect(sample(body, 'xgb_stream_records_in_total')).toBe(n);
+      expect(sample(body, 'xgb_stream_records_in_flight')).toBe(0);
+      expect(sample(body, 'xgb_stream_assigned_partitions')).toBe(2);
+      expect(sample(body, 'xgb_stream_delivery_failures_total')).toBe(0);
+      expect(sample(body, 'xgb_stream_batch_size_count')).toBe(n);
+      expect(sample(body, 'xgb_stream_batch_size_sum')).toBe(n);
+      // One prediction per batch, each taking some time.
+      expect(sample(body, 'xgb_stream_inference_seconds_count')).toBe(n);
+      expect(sample(body, 'xgb_stream_inference_seconds_sum')).toBeGreaterThan(0);
+      expect(sample(body, 'xgb_stream_end_to_end_latency_seconds_count')).toBe(n);
+    } finally {
+      expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    }
+  }, 180_000);
 
   it('answers /readyz with 503 while no partitions are assigned', async () => {
     const metrics = new ProcessorMetrics();

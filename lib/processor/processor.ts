@@ -197,7 +197,8 @@ export class StreamProcessor {
         topic: this.config.inputTopic, partition,
       })));
       for (const p of positions) {
-        if (p.offset < 0) continue;
+        // No position yet (nothing consumed since the assignment): no lag to report, rather than NaN.
+        if (typeof p.offset !== 'number' || p.offset < 0) continue;
         const { highOffset } = this.consumer.getWatermarkOffsets(p.topic, p.partition);
         if (highOffset >= 0) this.metrics.consumerLag.set({ partition: String(p.partition) }, Math.max(0, highOffset - p.offset));
       }

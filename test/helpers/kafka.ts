@@ -285,3 +285,18 @@ export function runCli(args: readonly string[], env: Record<string, string> = {}
     return { code, stdout: p.stdout, stderr: p.stderr };
   });
 }
+
+/** How many partitions a topic has. */
+export async function partitionCount(topic: string, bootstrap = brokers()): Promise<number> {
+  const admin = new KafkaConsumer({ 'bootstrap.servers': bootstrap, 'group.id': uniqueName('meta') }, {});
+  await new Promise<void>((resolve, reject) => admin.connect({}, (err) => (err ? reject(err) : resolve())));
+  try {
+    const metadata = await new Promise<{ topics: Array<{ name: string; partitions: unknown[] }> }>(
+      (resolve, reject) => admin.getMetadata({ topic, timeout: 10_000 }, (err, m) => (err ? reject(err) : resolve(m))));
+    const found = metadata.topics.find((t) => t.name === topic);
+    if (!found) throw new Error(`no topic ${topic}`);
+    return found.partitions.length;
+  } finally {
+    await new Promise<void>((resolve) => admin.disconnect(() => resolve()));
+  }
+}
