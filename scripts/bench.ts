@@ -2,9 +2,11 @@
  * `npm run bench`: the processor end to end on a real broker, once with batches of one record (the
  * original design: one DMatrix per record) and once with the default batching.
  *  - throughput: N records preloaded into a fresh topic, then the processor started; records/s from
- *    the first to the last output's CreateTime;
- *  - latency: the processor already running, records sent at a fixed rate; for each output, the time
- *    this process received it minus the input's CreateTime (when it was sent).
+ *    the first to the last output's CreateTime, and the processor's CPU time (all its threads, from
+ *    /proc) per record while it drained them;
+ *  - latency, at each offered rate: the processor already running, records sent at that rate by a
+ *    producer with linger.ms 1; for each output, the time this process received it minus the
+ *    input's CreateTime (when it was sent).
  * Writes bench-results/<timestamp>.json and a PNG plot beside it (bench-results/ is git-ignored).
  */
 import { execFileSync } from 'node:child_process';
@@ -25,8 +27,9 @@ const HELP = `Usage: npm run bench -- [options]
 
   --brokers <host:port,...>  use this cluster instead of starting the local broker [KAFKA_BROKERS]
   --records <n>              records preloaded for the throughput run (default 200000)
-  --rate <r>                 offered rate of the latency run, records/s (default 5000)
-  --latency-seconds <s>      length of the latency run (default 20)
+  --rates <list>             offered rates of the latency runs, records/s (default 2000,20000)
+  --rate <r>                 one offered rate: the same as --rates r
+  --latency-seconds <s>      length of each latency run (default 20)
   --random                   random valid records instead of the replay set cycled
   --modes <list>             comma-separated subset of: batch-1,default (default both)
   -X <key=value>             librdkafka property for every client, repeatable`;
@@ -41,7 +44,7 @@ interface Mode {
 const MODES: readonly Mode[] = [
   { name: 'batch-1', description: 'batches of one record (--batch-size 1 --batch-wait-ms 0)',
     args: ['--batch-size', '1', '--batch-wait-ms', '0'] },
-  { name: 'default', description: 'default batching (--batch-size 500 --batch-wait-ms 5)', args: [] },
+  { name: 'default', description: 'default batching (natural batches of up to 500 records)', args: [] },
 ];
 
 const STALL_MS = 60_000;
@@ -49,7 +52,7 @@ const STALL_MS = 60_000;
 interface BenchOptions {
   brokers?: string;
   records: number;
-  rate: number;
+  rates: number[];
   latencySeconds: number;
   random: boolean;
   modes: readonly Mode[];
@@ -57,7 +60,7 @@ interface BenchOptions {
 }
 
 function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
-  const o: BenchOptions = { brokers: process.env.KAFKA_BROKERS || undefined, records: 200_000, rate: 5000,
+  const o: BenchOptions = { brokers: process.env.KAFKA_BROKERS || undefined, records: 200_000, rates: [2000, 20000],
     latencySeconds: 20, random: false, modes: MODES, kafkaProperties: {} };
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i];
@@ -76,7 +79,13 @@ function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
       case '-h': case '--help': return 'help';
       case '--brokers': o.brokers = value(); break;
       case '--records': o.records = Math.floor(positive()); break;
-      case '--rate': o.rate = positive(); break;
+      case '--rate': o.rates = [positive()]; break;
+      case '--rates': {
+        const raw = value();
+        o.rates = raw.split(',').map((r) => Number(r.trim()));
+        if (o.rates.some((r) => !Number.isFinite(r) || r <= 0)) throw new Error(`invalid --rates '${raw}': expected numbers > 0`);
+        break;
+      }
       case '--latency-seconds': o.latencySeconds = positive(); break;
       case '--random': o.random = true; break;
       case '--modes': {
@@ -164,7 +173,10 @@ async function throughputRun(brokers: string, mode: Mode, records: readonly Repl
       opts.kafkaProperties);
     running.processor = ProcessorChild.start(brokers, [...topicFlags(topics), '--group-id', `${topics.input}-g`,
       ...mode.args, ...kafkaArgs(opts)]);
+    await running.processor.waitUntilAssigned(60_000, running.abort.signal);
+    const cpuAtStart = running.processor.cpuSeconds();
     await waitForOutputs(running.reader, pre.sent, running.processor, `${mode.name} throughput`, running.abort.signal);
+    const cpuSeconds = running.processor.cpuSeconds() - cpuAtStart;
     const exit = await running.processor.stop();
     await running.reader.stop();
     const s = summarise(running.reader.messages, { topics, recordsIn: pre.sent });
@@ -172,6 +184,7 @@ async function throughputRun(brokers: string, mode: Mode, records: readonly Repl
     return {
       records: pre.sent, outputs: s.distinctOutputs, duplicates: s.duplicates, missing: s.missing,
       deadLetters: s.recordsOut.deadLetter, recordsPerSecond: s.throughput,
+      processorCpuSeconds: cpuSeconds, cpuMicrosPerRecord: (cpuSeconds * 1e6) / pre.sent,
       // A loop, not Math.max(...times): spreading 200,000 arguments overflows the call stack.
       firstToLastMs: times.reduce((a, b) => Math.max(a, b), -Infinity) - times.reduce((a, b) => Math.min(a, b), Infinity),
       processorExit: exit.code,
@@ -191,9 +204,9 @@ async function endRun(running: Running, brokers: string, topics: DemoTopics, opt
 }
 
 async function latencyRun(brokers: string, mode: Mode, records: readonly ReplayRecord[], opts: BenchOptions,
-  running: Running) {
+  rate: number, running: Running) {
   const topics = await createTopics(brokers, `bench-${mode.name}-lat`, 1, opts.kafkaProperties);
-  const count = Math.round(opts.rate * opts.latencySeconds);
+  const count = Math.round(rate * opts.latencySeconds);
   try {
     running.processor = ProcessorChild.start(brokers, [...topicFlags(topics), '--group-id', `${topics.input}-g`,
       ...mode.args, ...kafkaArgs(opts)]);
@@ -201,9 +214,10 @@ async function latencyRun(brokers: string, mode: Mode, records: readonly ReplayR
     checkAborted(running);
     running.reader = await OutputReader.start(brokers, [topics.suspicious, topics.regular, topics.deadLetter],
       opts.kafkaProperties);
-    say(`${mode.name}: sending ${int(count)} records at ${int(opts.rate)} records/s`);
-    const sent = await replay({ brokers, topic: topics.input, records, count, rate: opts.rate,
-      kafkaProperties: opts.kafkaProperties, signal: running.abort.signal });
+    say(`${mode.name}: sending ${int(count)} records at ${int(rate)} records/s`);
+    // linger.ms 1 on the sending side: its batching delay must not be counted as the processor's.
+    const sent = await replay({ brokers, topic: topics.input, records, count, rate,
+      kafkaProperties: { 'linger.ms': '1', ...opts.kafkaProperties }, signal: running.abort.signal });
     checkAborted(running);
     if (sent.failed > 0) throw new Error(`latency run: ${sent.failed} records failed: ${sent.firstError}`);
     await waitForOutputs(running.reader, sent.sent, running.processor, `${mode.name} latency`, running.abort.signal);
@@ -211,7 +225,7 @@ async function latencyRun(brokers: string, mode: Mode, records: readonly ReplayR
     await running.reader.stop();
     const s = summarise(running.reader.messages, { topics, recordsIn: sent.sent });
     return {
-      offeredRate: opts.rate, achievedSendRate: sent.rate, records: sent.sent, duplicates: s.duplicates,
+      offeredRate: rate, achievedSendRate: sent.rate, records: sent.sent, duplicates: s.duplicates,
       missing: s.missing, basis: 'output received by the bench minus the input CreateTime (send time)',
       p50: s.latency.p50, p95: s.latency.p95, p99: s.latency.p99, max: s.latency.max,
       toProduce: { p50: s.latencyToProduce.p50, p95: s.latencyToProduce.p95, p99: s.latencyToProduce.p99 },
@@ -251,7 +265,9 @@ function latencyShape(messages: readonly ObservedMessage[], firstSendMs: number)
 interface ModeResult {
   readonly description: string;
   readonly throughput: Awaited<ReturnType<typeof throughputRun>>;
+  /** The first rate's run, which the plot draws. */
   readonly latency: Awaited<ReturnType<typeof latencyRun>>;
+  readonly latencies: Array<Awaited<ReturnType<typeof latencyRun>>>;
 }
 
 function kafkaArgs(opts: BenchOptions): string[] {
@@ -321,10 +337,15 @@ async function main(): Promise<number> {
     const results: Record<string, ModeResult> = {};
     for (const mode of opts.modes) {
       const throughput = await throughputRun(brokers, mode, records, opts, running);
-      say(`${mode.name}: ${int(throughput.recordsPerSecond)} records/s`);
-      const latency = await latencyRun(brokers, mode, records, opts, running);
-      say(`${mode.name}: latency p50 ${latency.p50} ms, p99 ${latency.p99} ms`);
-      results[mode.name] = { description: mode.description, throughput, latency };
+      say(`${mode.name}: ${int(throughput.recordsPerSecond)} records/s, `
+        + `${throughput.cpuMicrosPerRecord.toFixed(1)} µs of processor CPU per record`);
+      const latencies = [];
+      for (const rate of opts.rates) {
+        const latency = await latencyRun(brokers, mode, records, opts, rate, running);
+        say(`${mode.name} at ${int(rate)}/s: latency p50 ${latency.p50} ms, p99 ${latency.p99} ms`);
+        latencies.push(latency);
+      }
+      results[mode.name] = { description: mode.description, throughput, latency: latencies[0], latencies };
     }
 
     const one = results['batch-1'];
@@ -336,7 +357,7 @@ async function main(): Promise<number> {
     } : undefined;
 
     const report = { startedAt: startedAt.toISOString(), machine: machine(), brokers, localBroker: broker.owned,
-      source, options: { records: opts.records, rate: opts.rate, latencySeconds: opts.latencySeconds }, modes: results, ratio };
+      source, options: { records: opts.records, rates: opts.rates, latencySeconds: opts.latencySeconds }, modes: results, ratio };
     const dir = path.join(ROOT, 'bench-results');
     mkdirSync(dir, { recursive: true });
     const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
@@ -348,15 +369,22 @@ async function main(): Promise<number> {
       '',
       `xgb-stream end-to-end benchmark, ${report.machine.cores} cores (${report.machine.cpuModel}), node ${process.version}, `
         + `librdkafka ${librdkafkaVersion}, ${broker.owned ? 'local broker started for the run' : `broker ${brokers}`}`,
-      `throughput: ${int(opts.records)} preloaded records; latency: ${int(opts.rate)} records/s offered for ${opts.latencySeconds} s`,
+      `throughput: ${int(opts.records)} preloaded records; latency: ${opts.rates.map(int).join(' and ')} records/s `
+        + `offered for ${opts.latencySeconds} s each`,
       '',
-      `${'mode'.padEnd(10)}${pad('records/s', 12)}${pad('p50 ms', 9)}${pad('p95 ms', 9)}${pad('p99 ms', 9)}${pad('max ms', 9)}`,
+      `${'mode'.padEnd(10)}${pad('records/s', 12)}${pad('CPU µs/rec', 12)}${pad('offered/s', 11)}`
+        + `${pad('p50 ms', 9)}${pad('p95 ms', 9)}${pad('p99 ms', 9)}${pad('max ms', 9)}`,
     ];
     for (const mode of opts.modes) {
       const r = results[mode.name];
-      const saturated = r.throughput.recordsPerSecond < r.latency.offeredRate ? '  (offered rate above its throughput)' : '';
-      lines.push(`${mode.name.padEnd(10)}${pad(int(r.throughput.recordsPerSecond), 12)}${pad(int(r.latency.p50), 9)}`
-        + `${pad(int(r.latency.p95), 9)}${pad(int(r.latency.p99), 9)}${pad(int(r.latency.max), 9)}${saturated}`);
+      r.latencies.forEach((l, i) => {
+        const saturated = r.throughput.recordsPerSecond < l.offeredRate ? '  (offered rate above its throughput)' : '';
+        const head = i === 0
+          ? `${mode.name.padEnd(10)}${pad(int(r.throughput.recordsPerSecond), 12)}${pad(r.throughput.cpuMicrosPerRecord.toFixed(1), 12)}`
+          : ' '.repeat(34);
+        lines.push(`${head}${pad(int(l.offeredRate), 11)}${pad(int(l.p50), 9)}${pad(int(l.p95), 9)}`
+          + `${pad(int(l.p99), 9)}${pad(int(l.max), 9)}${saturated}`);
+      });
     }
     if (ratio) {
       lines.push('', `default / batch-1: throughput x${ratio.throughput.toFixed(2)}, p50 latency x${ratio.p50.toFixed(2)}, `

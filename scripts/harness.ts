@@ -3,7 +3,7 @@
  * through scripts/kafka.sh, or an existing cluster left alone), fresh topics, the processor as a child
  * process, and a consumer that reads the output topics and notes when each message arrived.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -88,6 +88,13 @@ export function topicFlags(t: DemoTopics): string[] {
 }
 
 /** `xgb-stream` (dist/cli.js) as a child process, its log kept (the last 256 KiB) for error messages. */
+let ticksPerSecond: number | undefined;
+/** The kernel's clock tick (USER_HZ), the unit of /proc's CPU times. */
+function clockTicksPerSecond(): number {
+  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  return ticksPerSecond;
+}
+
 export class ProcessorChild {
   private log = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -110,6 +117,15 @@ export class ProcessorChild {
 
   get running(): boolean {
     return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** CPU seconds the processor has used so far, all its threads (utime + stime from /proc). */
+  cpuSeconds(): number {
+    const stat = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may hold spaces: utime and stime
+    // are the 14th and 15th fields of the line, in clock ticks.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond();
   }
 
   /** The end of the processor's log. */

@@ -30,7 +30,7 @@ def main(src, dst):
     curve_ax.set_xticklabels(['p%g' % p for p in ticks])
     curve_ax.set_yscale('log')
     curve_ax.set_ylabel('end-to-end latency (ms)')
-    curve_ax.set_title('latency percentiles at %s records/s offered' % report['options']['rate'])
+    curve_ax.set_title('latency percentiles at %s records/s offered' % report['options']['rates'][0])
     curve_ax.grid(True, which='both', alpha=0.3)
     curve_ax.legend()
     time_ax.set_yscale('log')
