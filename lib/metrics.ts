@@ -23,18 +23,28 @@ interface Metric {
 
 /** A monotonically increasing count. */
 export class Counter implements Metric {
-  private readonly values = new Map<string, number>();
+  private readonly values = new Map<string, { value: number }>();
   constructor(readonly name: string, readonly help: string) {}
-  inc(labels: Labels = {}, by = 1): void {
+  private cell(labels: Labels): { value: number } {
     const k = labelKey(labels);
-    this.values.set(k, (this.values.get(k) ?? 0) + by);
+    let c = this.values.get(k);
+    if (!c) this.values.set(k, (c = { value: 0 }));
+    return c;
+  }
+  inc(labels: Labels = {}, by = 1): void {
+    this.cell(labels).value += by;
+  }
+  /** One series bound once, for per-record updates: its inc() formats no labels. It starts at 0. */
+  child(labels: Labels): { inc(by?: number): void } {
+    const c = this.cell(labels);
+    return { inc: (by = 1) => { c.value += by; } };
   }
   get(labels: Labels = {}): number {
-    return this.values.get(labelKey(labels)) ?? 0;
+    return this.values.get(labelKey(labels))?.value ?? 0;
   }
   render(): string[] {
     const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    for (const [k, v] of this.values) out.push(line(this.name, k, v));
+    for (const [k, c] of this.values) out.push(line(this.name, k, c.value));
     return out;
   }
 }
@@ -69,13 +79,24 @@ interface HistogramSeries {
 export class Histogram implements Metric {
   private readonly series = new Map<string, HistogramSeries>();
   constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {}
-  observe(value: number, labels: Labels = {}): void {
+  private seriesOf(labels: Labels): HistogramSeries {
     const k = labelKey(labels);
     let s = this.series.get(k);
     if (!s) {
       s = { counts: new Array(this.buckets.length).fill(0), sum: 0, count: 0 };
       this.series.set(k, s);
     }
+    return s;
+  }
+  observe(value: number, labels: Labels = {}): void {
+    this.record(this.seriesOf(labels), value);
+  }
+  /** One series bound once, for per-record observations: its observe() formats no labels. */
+  child(labels: Labels = {}): { observe(value: number): void } {
+    const s = this.seriesOf(labels);
+    return { observe: (value) => this.record(s, value) };
+  }
+  private record(s: HistogramSeries, value: number): void {
     for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]) s.counts[i]++;
     s.sum += value;
     s.count++;

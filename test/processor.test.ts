@@ -128,6 +128,8 @@ describe('stream processor on a real broker', () => {
       { reason: 'empty-record-id', message: 'recordID is empty',
         record: { key: 'empty', value: encodePredictRequest({ recordID: '', featuresVector: features }) } },
       { reason: 'null-value', message: 'record has a null value', record: { key: 'null', value: null } },
+      // An empty value (0 bytes, not null) is a PredictRequest with every field at its default.
+      { reason: 'empty-record-id', message: 'recordID is empty', record: { key: Buffer.alloc(0), value: Buffer.alloc(1).subarray(0, 0) } },
     ];
     const input: OutgoingRecord[] = [];
     good.forEach((g, i) => {
@@ -147,7 +149,9 @@ describe('stream processor on a real broker', () => {
       expect(dead).toHaveLength(bad.length);
       bad.forEach((b, i) => {
         const m = dead[i];
-        expect(m.key?.toString()).toBe(b.record.key);
+        // Byte for byte: a null value stays null, an empty value and an empty key stay empty.
+        if (Buffer.isBuffer(b.record.key)) expect(Buffer.compare(m.key as Buffer, b.record.key)).toBe(0);
+        else expect(m.key?.toString()).toBe(b.record.key);
         if (b.record.value === null) expect(m.value).toBeNull();
         else expect(Buffer.compare(m.value!, b.record.value)).toBe(0);
         expect(header(m, 'xgb.error.reason')).toBe(b.reason);

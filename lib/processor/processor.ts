@@ -78,6 +78,10 @@ export class StreamProcessor {
   /** The model's version, the xgboost release that saved it and the libxgboost that scores it. */
   private readonly modelFacts: Record<string, string>;
   private readonly maxInFlight: number;
+  /** Per-record metric series, bound once: a delivery report updates them without formatting labels. */
+  private readonly recordsOutByTopic: Map<string, { inc(by?: number): void }>;
+  private readonly deadLettersByReason = new Map<string, { inc(by?: number): void }>();
+  private readonly endToEnd: { observe(value: number): void };
 
   private assigned = new Set<number>();
   /** Bumped for a partition when it is revoked, so records fetched across a revocation can be recognised. */
@@ -87,6 +91,8 @@ export class StreamProcessor {
   private closing = false;
   private fetchLoopDone: Promise<void> = Promise.resolve();
   private batchesInFlight = new Set<Promise<void>>();
+  /** The batch being scored, if any: the next one is fetched when it is done. */
+  private scoring: Promise<void> | undefined;
   /** Outputs are produced batch after batch, in consumption order, whatever order predictions finish in. */
   private produceChain: Promise<void> = Promise.resolve();
   private progressWaiters: Array<() => void> = [];
@@ -106,6 +112,9 @@ export class StreamProcessor {
     this.threshold = resolveThreshold(this.config.threshold, this.classifier.attribute('threshold'));
     this.modelVersion = this.classifier.attribute('model_version') ?? 'unversioned';
     this.maxInFlight = Math.max(10_000, this.config.batchSize * 8);
+    this.recordsOutByTopic = new Map([this.config.suspiciousTopic, this.config.regularTopic,
+      this.config.deadLetterTopic].map((topic) => [topic, this.metrics.recordsOut.child({ topic })]));
+    this.endToEnd = this.metrics.endToEndSeconds.child();
     const { savedByXgboost, libxgboost, objective } = this.classifier.modelInfo;
     this.metrics.modelInfo.set({ version: this.modelVersion, saved_by_xgboost: savedByXgboost, libxgboost }, 1);
     this.modelFacts = { modelVersion: this.modelVersion, modelSavedByXgboost: savedByXgboost, libxgboost, objective };
@@ -133,7 +142,9 @@ export class StreamProcessor {
     this.producer = new Producer({
       // Idempotence makes the producer's own retries safe (no duplicates, no reordering); it needs acks=all.
       'enable.idempotence': true,
-      'linger.ms': 5,
+      // 1 ms: natural batching already hands librdkafka a batch's outputs at once; a longer linger only
+      // adds latency at low load.
+      'linger.ms': 1,
       'dr_cb': true,
       ...common,
     }, { 'acks': -1, ...properties.topic });
@@ -229,23 +240,32 @@ export class StreamProcessor {
   }
 
   /**
-   * Fills a batch: waits for its first record, then takes what is already fetched and waits at most
-   * `batchWaitMs` from the first record for the rest. librdkafka's consume(n) waits per message, so a
-   * slow trickle could otherwise hold a batch far longer than the configured wait.
+   * Natural batching: whenever the scorer is free, the next batch is whatever librdkafka has fetched
+   * by then (up to `batchSize`), taken at once. While one batch is scored the next one accumulates,
+   * so at low load a record waits for no timer, and under load batches grow by themselves. Only when
+   * nothing is fetched does the loop block, on the first record to come.
+   *
+   * `batchWaitMs` > 0 adds a bounded wait, from the first record, for a batch to fill; librdkafka's
+   * consume(n) waits per message, so a slow trickle could otherwise hold a batch far longer.
    */
   private async fetchLoop(): Promise<void> {
     const { batchSize, batchWaitMs } = this.config;
     while (!this.stopping) {
       await this.rebalancing;
-      if (this.tracker.inFlight >= this.maxInFlight || this.batchesInFlight.size >= MAX_BATCHES_IN_FLIGHT) {
+      if (this.tracker.inFlight >= this.maxInFlight || this.batchesInFlight.size >= MAX_BATCHES_IN_FLIGHT
+        || this.scoring) {
         await this.nextProgress();
         continue;
       }
       const revocationsAtStart = new Map(this.revocations);
-      let batch = await this.consumeBatch(1, IDLE_CONSUME_MS);
-      if (batch.length === 0) continue;
+      let batch = await this.consumeBatch(batchSize, 0);
+      if (batch.length === 0) {
+        batch = await this.consumeBatch(1, IDLE_CONSUME_MS);
+        if (batch.length === 0) continue;
+        if (batchSize > 1) batch = batch.concat(await this.consumeBatch(batchSize - 1, 0));
+      }
       const firstAt = Date.now();
-      while (batch.length < batchSize && !this.stopping) {
+      while (batchWaitMs > 0 && batch.length < batchSize && !this.stopping) {
         const more = await this.consumeBatch(batchSize - batch.length, 0);
         batch = batch.concat(more);
         if (more.length > 0 || batch.length >= batchSize) continue;
@@ -291,6 +311,10 @@ export class StreamProcessor {
     this.metrics.batchSize.observe(messages.length);
     this.metrics.inFlight.set({}, this.tracker.inFlight);
     const scored = this.scoreBatch(messages);
+    this.scoring = scored.then(() => undefined, () => undefined).finally(() => {
+      this.scoring = undefined;
+      this.notifyProgress();
+    });
     const produced = this.produceChain.then(() => scored).then((outputs) => this.produceAll(outputs));
     this.produceChain = produced.catch(() => undefined);
     const tracked: Promise<void> = produced
@@ -440,9 +464,11 @@ export class StreamProcessor {
 
   private async produce(output: PendingOutput): Promise<void> {
     output.attempt++;
+    const value = nonNullEmpty(output.value);
+    const key = typeof output.key === 'string' ? output.key : nonNullEmpty(output.key);
     for (;;) {
       try {
-        this.producer.produce(output.topic, null, output.value, output.key, Date.now(), output, output.headers);
+        this.producer.produce(output.topic, null, value, key, Date.now(), output, output.headers);
         return;
       } catch (err) {
         // The local queue is full: let delivery reports drain it, then try again.
@@ -473,10 +499,12 @@ export class StreamProcessor {
     this.tracker.delivered(output.sourcePartition, output.sourceOffset);
     if (output.topic === this.config.deadLetterTopic) {
       const reason = headerValue(output.headers, HEADER.errorReason) ?? 'unknown';
-      this.metrics.deadLetters.inc({ reason });
+      let counter = this.deadLettersByReason.get(reason);
+      if (!counter) this.deadLettersByReason.set(reason, (counter = this.metrics.deadLetters.child({ reason })));
+      counter.inc();
     }
-    this.metrics.recordsOut.inc({ topic: output.topic });
-    this.metrics.endToEndSeconds.observe(Math.max(0, Date.now() - output.eventTimestampMs) / 1000);
+    this.recordsOutByTopic.get(output.topic)!.inc();
+    this.endToEnd.observe(Math.max(0, Date.now() - output.eventTimestampMs) / 1000);
     this.scheduleStore();
     this.notifyProgress();
   }
@@ -634,6 +662,18 @@ export class StreamProcessor {
     this.log.info('stopped');
     return clean ? EXIT.ok : EXIT.failure;
   }
+}
+
+/**
+ * A zero-length Buffer that node-rdkafka writes as an empty value, not as null. node-rdkafka passes a
+ * Buffer's data pointer to librdkafka, and a zero-length Buffer of its own has none: librdkafka then
+ * writes a null (a tombstone, which deletes the key on a compacted topic). A zero-length view into a
+ * larger allocation has a pointer, and so stays empty.
+ */
+const EMPTY = Buffer.alloc(1).subarray(0, 0);
+
+function nonNullEmpty<T extends Buffer | null | undefined>(bytes: T): T {
+  return (bytes && bytes.length === 0 ? EMPTY : bytes) as T;
 }
 
 function sourceOf(message: Message): Source {
