@@ -31,7 +31,8 @@ const HELP = `Usage: npm run bench -- [options]
   --rate <r>                 one offered rate: the same as --rates r
   --latency-seconds <s>      length of each latency run (default 20)
   --random                   random valid records instead of the replay set cycled
-  --modes <list>             comma-separated subset of: batch-1,default (default both)
+  --modes <list>             comma-separated subset of: batch-1,default,passthrough (default batch-1,default);
+                             passthrough skips scoring, to measure Kafka through node-rdkafka alone
   -X <key=value>             librdkafka property for every client, repeatable`;
 
 /** A processor setting under test. */
@@ -39,13 +40,18 @@ interface Mode {
   readonly name: string;
   readonly description: string;
   readonly args: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 const MODES: readonly Mode[] = [
   { name: 'batch-1', description: 'batches of one record (--batch-size 1 --batch-wait-ms 0)',
     args: ['--batch-size', '1', '--batch-wait-ms', '0'] },
   { name: 'default', description: 'default batching (natural batches of up to 500 records)', args: [] },
+  { name: 'passthrough', description: 'default batching without scoring (every record scores 0): the Kafka floor',
+    args: [], env: { XGB_STREAM_PASSTHROUGH: '1' } },
 ];
+/** Run when --modes is not given; passthrough is asked for by name. */
+const DEFAULT_MODES = MODES.filter((m) => m.name !== 'passthrough');
 
 const STALL_MS = 60_000;
 
@@ -61,7 +67,7 @@ interface BenchOptions {
 
 function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
   const o: BenchOptions = { brokers: process.env.KAFKA_BROKERS || undefined, records: 200_000, rates: [2000, 20000],
-    latencySeconds: 20, random: false, modes: MODES, kafkaProperties: {} };
+    latencySeconds: 20, random: false, modes: DEFAULT_MODES, kafkaProperties: {} };
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i];
     const value = (): string => {
@@ -172,7 +178,7 @@ async function throughputRun(brokers: string, mode: Mode, records: readonly Repl
     running.reader = await OutputReader.start(brokers, [topics.suspicious, topics.regular, topics.deadLetter],
       opts.kafkaProperties);
     running.processor = ProcessorChild.start(brokers, [...topicFlags(topics), '--group-id', `${topics.input}-g`,
-      ...mode.args, ...kafkaArgs(opts)]);
+      ...mode.args, ...kafkaArgs(opts)], mode.env);
     await running.processor.waitUntilAssigned(60_000, running.abort.signal);
     const cpuAtStart = running.processor.cpuSeconds();
     await waitForOutputs(running.reader, pre.sent, running.processor, `${mode.name} throughput`, running.abort.signal);
@@ -209,7 +215,7 @@ async function latencyRun(brokers: string, mode: Mode, records: readonly ReplayR
   const count = Math.round(rate * opts.latencySeconds);
   try {
     running.processor = ProcessorChild.start(brokers, [...topicFlags(topics), '--group-id', `${topics.input}-g`,
-      ...mode.args, ...kafkaArgs(opts)]);
+      ...mode.args, ...kafkaArgs(opts)], mode.env);
     await running.processor.waitUntilAssigned(60_000, running.abort.signal);
     checkAborted(running);
     running.reader = await OutputReader.start(brokers, [topics.suspicious, topics.regular, topics.deadLetter],

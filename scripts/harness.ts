@@ -109,9 +109,9 @@ export class ProcessorChild {
   }
 
   /** Starts the processor with `--log-level info` (to see the assignment) and the given flags. */
-  static start(brokers: string, args: readonly string[]): ProcessorChild {
+  static start(brokers: string, args: readonly string[], env: Record<string, string> = {}): ProcessorChild {
     return new ProcessorChild(spawn(process.execPath, [CLI, '--brokers', brokers, '--log-level', 'info', ...args], {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
     }));
   }
 
