@@ -41,21 +41,29 @@ function expectedScore(features: ArrayLike<number>): number {
   return classifier.predict(features);
 }
 
+/**
+ * Sends `sent` through an in-process processor scoring with `scorer`, stops it once every record has
+ * an output (status 0 expected), and returns its run and every output, read to the topics' ends.
+ */
+async function scoreAll(prefix: string, sent: OutgoingRecord[], scorer: FaultyScorer) {
+  const topics = await createTopicSet(prefix);
+  await produceAll(topics.input, sent);
+  const run = await startInProcess([...topicFlags(topics), '--group-id', uniqueName('g')], scorer);
+  const progress = await Collector.start(outputTopics(topics));
+  try {
+    await progress.waitFor(sent.length);
+  } finally {
+    await progress.stop();
+    expect(await run.processor.stop()).toBe(0);
+  }
+  return { topics, run, all: await readToEnd(outputTopics(topics)) };
+}
+
 describe('scoring failures, injected at the scorer seam', () => {
   it('retries a batch whose prediction fails once, and routes every record with its own score', async () => {
-    const topics = await createTopicSet('fault-batch');
     const sent = requests(50, 'fb');
-    await produceAll(topics.input, sent);
     const scorer = new FaultyScorer(classifier, { failBatchCalls: new Set([1]) });
-    const run = await startInProcess([...topicFlags(topics), '--group-id', uniqueName('g')], scorer);
-    const out = await Collector.start(outputTopics(topics));
-    try {
-      await out.waitFor(sent.length);
-    } finally {
-      await out.stop();
-      expect(await run.processor.stop()).toBe(0);
-    }
-    const all = await readToEnd(outputTopics(topics));
+    const { topics, run, all } = await scoreAll('fault-batch', sent, scorer);
     expect(all).toHaveLength(sent.length);
     expect(all.filter((m) => m.topic === topics.deadLetter)).toHaveLength(0);
     for (const m of all) {
@@ -68,20 +76,10 @@ describe('scoring failures, injected at the scorer seam', () => {
   });
 
   it('dead-letters only the row that cannot be scored, as scoring-failed, and never sends it to regular', async () => {
-    const topics = await createTopicSet('fault-row');
     const poisoned = 7;
     const sent = requests(20, 'fr', { index: poisoned, value: POISON });
-    await produceAll(topics.input, sent);
     const scorer = new FaultyScorer(classifier, { poisonRows: true });
-    const run = await startInProcess([...topicFlags(topics), '--group-id', uniqueName('g')], scorer);
-    const out = await Collector.start(outputTopics(topics));
-    try {
-      await out.waitFor(sent.length);
-    } finally {
-      await out.stop();
-      expect(await run.processor.stop()).toBe(0);
-    }
-    const all = await readToEnd(outputTopics(topics));
+    const { topics, run, all } = await scoreAll('fault-row', sent, scorer);
     expect(all).toHaveLength(sent.length);
     const dead = all.filter((m) => m.topic === topics.deadLetter);
     expect(dead).toHaveLength(1);
