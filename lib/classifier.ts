@@ -81,7 +81,7 @@ const EXPLAIN_METHODS: readonly ExplainMethod[] = ['approx', 'exact'];
 export class Classifier {
   /** Number of features each row must have: the model's `num_feature`. */
   readonly numFeatures: number;
-  /** The model's feature names, or undefined when it has none (e.g. legacy binary models). */
+  /** The model's feature names, or undefined when it was trained without them. */
   readonly featureNames: readonly string[] | undefined;
   /** Version of the libxgboost that scores, e.g. `"3.2.0"`. */
   readonly xgboostVersion: string;

@@ -7,7 +7,7 @@
 
 /**
  * The formats xgboost saves: JSON, UBJSON, and the binary format that 3.1 dropped; `unknown` for
- * bytes that are none of them, which libxgboost then refuses with its own reason.
+ * bytes that are none of them, which the Classifier refuses as not a model.
  */
 export type ModelFormat = 'json' | 'ubj' | 'legacy-binary' | 'unknown';
 

@@ -91,8 +91,8 @@ export class StreamProcessor {
   private closing = false;
   private fetchLoopDone: Promise<void> = Promise.resolve();
   private batchesInFlight = new Set<Promise<void>>();
-  /** The batch being scored, if any: the next one is fetched when it is done. */
-  private scoring: Promise<void> | undefined;
+  /** Whether a batch is being scored: the next one is fetched when it is done. */
+  private scoring = false;
   /** Outputs are produced batch after batch, in consumption order, whatever order predictions finish in. */
   private produceChain: Promise<void> = Promise.resolve();
   private progressWaiters: Array<() => void> = [];
@@ -311,8 +311,9 @@ export class StreamProcessor {
     this.metrics.batchSize.observe(messages.length);
     this.metrics.inFlight.set({}, this.tracker.inFlight);
     const scored = this.scoreBatch(messages);
-    this.scoring = scored.then(() => undefined, () => undefined).finally(() => {
-      this.scoring = undefined;
+    this.scoring = true;
+    void scored.catch(() => undefined).finally(() => {
+      this.scoring = false;
       this.notifyProgress();
     });
     const produced = this.produceChain.then(() => scored).then((outputs) => this.produceAll(outputs));
