@@ -30,6 +30,10 @@ export interface ScoredRecord {
   eventTimestampMs: number;
   scoredTimestampMs: number;
   contributions: Contribution[];
+  /** Where the input record was read (topic, partition, offset): a unique id per input. */
+  sourceTopic: string;
+  sourcePartition: number;
+  sourceOffset: number;
 }
 
 /** Bytes that are not a well-formed message of the expected type. */
@@ -135,6 +139,11 @@ function checkedMillis(name: string, value: number): number {
   return value;
 }
 
+function checkedInt64(name: string, value: number): number {
+  if (!Number.isSafeInteger(value)) throw new RangeError(`${name} must be a safe integer, got ${value}`);
+  return value;
+}
+
 /**
  * Decodes a PredictRequest. Packed and unpacked featuresVector encodings are both accepted and unknown
  * fields are skipped. Throws a CodecError when the bytes are not a well-formed PredictRequest.
@@ -179,6 +188,9 @@ export function encodeScoredRecord(rec: ScoredRecord): Buffer {
       return contribution;
     });
   }
+  if (rec.sourceTopic !== '') message.sourceTopic = rec.sourceTopic;
+  if (rec.sourcePartition !== 0) message.sourcePartition = rec.sourcePartition;
+  if (checkedInt64('sourceOffset', rec.sourceOffset) !== 0) message.sourceOffset = rec.sourceOffset;
   return asBuffer(ScoredRecordType.encode(message).finish());
 }
 
@@ -196,6 +208,9 @@ export function decodeScoredRecord(bytes: Uint8Array): ScoredRecord {
     eventTimestampMs: o.eventTimestampMs,
     scoredTimestampMs: o.scoredTimestampMs,
     contributions: (o.contributions as Contribution[]).map((c) => ({ feature: c.feature, value: c.value })),
+    sourceTopic: o.sourceTopic,
+    sourcePartition: o.sourcePartition,
+    sourceOffset: o.sourceOffset,
   };
 }
 
@@ -213,6 +228,9 @@ export function scoredRecordToJson(rec: ScoredRecord): Buffer {
     eventTimestampMs: rec.eventTimestampMs,
     scoredTimestampMs: rec.scoredTimestampMs,
     contributions: rec.contributions.map((c) => ({ feature: c.feature, value: Math.fround(c.value) })),
+    sourceTopic: rec.sourceTopic,
+    sourcePartition: rec.sourcePartition,
+    sourceOffset: rec.sourceOffset,
   }), 'utf8');
 }
 

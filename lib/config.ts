@@ -25,6 +25,7 @@ export interface ProcessorConfig {
   readonly batchSize: number;
   readonly batchWaitMs: number;
   readonly outputFormat: OutputFormat;
+  readonly provenanceHeaders: boolean;
   readonly explain: ExplainMode;
   readonly topK: number;
   readonly rejectMissing: boolean;
@@ -89,6 +90,8 @@ export const OPTIONS: readonly Option[] = [
   { flag: '--output-format', env: 'OUTPUT_FORMAT', key: 'outputFormat', kind: 'enum', def: 'protobuf',
     choices: ['protobuf', 'json', 'float'],
     help: 'value written to the output topics: ScoredRecord protobuf, JSON, or a 4-byte big-endian float' },
+  { flag: '--provenance-headers', env: 'PROVENANCE_HEADERS', key: 'provenanceHeaders', kind: 'bool', def: 'false',
+    help: 'also write xgb.source.topic/partition/offset and xgb.model.version headers on scored outputs' },
   { flag: '--explain', env: 'EXPLAIN', key: 'explain', kind: 'enum', def: 'none', choices: ['none', 'approx', 'exact'],
     help: 'add per-feature contributions to suspicious records (protobuf and json formats)' },
   { flag: '--top-k', env: 'TOP_K', key: 'topK', kind: 'int', def: '3', min: 1, max: 1000,

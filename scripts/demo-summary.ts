@@ -135,8 +135,12 @@ export function summarise(outputs: readonly ObservedMessage[],
     else continue;
     recordsOut[kind]++;
 
-    const source = `${headerValue(m.headers, HEADER.sourceTopic)}/${headerValue(m.headers, HEADER.sourcePartition)}`
-      + `/${headerValue(m.headers, HEADER.sourceOffset)}`;
+    // A scored output carries its input's position in the value; a dead letter, whose value is the
+    // input's own bytes, in headers.
+    const record = kind === 'deadLetter' ? undefined : decodeScoredRecord(m.value ?? Buffer.alloc(0));
+    const source = record ? `${record.sourceTopic}/${record.sourcePartition}/${record.sourceOffset}`
+      : `${headerValue(m.headers, HEADER.sourceTopic)}/${headerValue(m.headers, HEADER.sourcePartition)}`
+        + `/${headerValue(m.headers, HEADER.sourceOffset)}`;
     if (seen.has(source)) {
       duplicates++;
       continue;
@@ -147,12 +151,11 @@ export function summarise(outputs: readonly ObservedMessage[],
       lastOut = Math.max(lastOut, m.timestamp);
     }
 
-    if (kind === 'deadLetter') {
+    if (!record) {
       const reason = headerValue(m.headers, HEADER.errorReason) ?? 'unknown';
       deadLetterReasons[reason] = (deadLetterReasons[reason] ?? 0) + 1;
       continue;
     }
-    const record = decodeScoredRecord(m.value ?? Buffer.alloc(0));
     const eventMs = Number(record.eventTimestampMs);
     latency.push(m.receivedAtMs - eventMs);
     if (m.timestamp !== undefined && m.timestamp >= 0) latencyToProduce.push(m.timestamp - eventMs);

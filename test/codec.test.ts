@@ -151,6 +151,9 @@ describe('ScoredRecord', () => {
     eventTimestampMs: 1_700_000_000_000,
     scoredTimestampMs: 1_700_000_000_250,
     contributions: [{ feature: 'amount', value: 0.25 }, { feature: 'age', value: -1.5 }],
+    sourceTopic: 'predict-requests',
+    sourcePartition: 3,
+    sourceOffset: 123_456_789_012,
   };
   const recordHex = [
     '0a 02 7231', //                  recordID "r1"
@@ -161,6 +164,9 @@ describe('ScoredRecord', () => {
     '30 fad195ffbc31', //             scoredTimestampMs 1700000000250
     '3a 0d 0a06616d6f756e74 150000803e', // contributions[0]: feature "amount", value 0.25
     '3a 0a 0a03616765 150000c0bf', //      contributions[1]: feature "age", value -1.5
+    '42 10 707265646963742d7265717565737473', // sourceTopic "predict-requests"
+    '48 03', //                       sourcePartition 3
+    '50 94b4e4f4cb03', //             sourceOffset 123456789012 as a varint
   ].join('');
 
   it('encodes a known record to exact hand-computed bytes', () => {
@@ -172,12 +178,13 @@ describe('ScoredRecord', () => {
     expect(decoded).toEqual(record);
     expect(typeof decoded.eventTimestampMs).toBe('number');
     expect(typeof decoded.scoredTimestampMs).toBe('number');
+    expect(typeof decoded.sourceOffset).toBe('number');
   });
 
   it('leaves out fields holding their default value, as protoc does', () => {
     const sparse: ScoredRecord = {
       recordID: 'r1', score: 0, suspicious: false, modelVersion: '', eventTimestampMs: 0, scoredTimestampMs: 0,
-      contributions: [],
+      contributions: [], sourceTopic: '', sourcePartition: 0, sourceOffset: 0,
     };
     expect(encodeScoredRecord(sparse).toString('hex')).toBe('0a027231');
     expect(decodeScoredRecord(hex('0a027231'))).toEqual(sparse);
@@ -203,6 +210,11 @@ describe('ScoredRecord', () => {
       .toThrow(new RangeError('scoredTimestampMs must be an integer number of milliseconds, got NaN'));
   });
 
+  it('refuses a source offset that is not a safe integer', () => {
+    expect(() => encodeScoredRecord({ ...record, sourceOffset: 2 ** 53 }))
+      .toThrow(new RangeError('sourceOffset must be a safe integer, got 9007199254740992'));
+  });
+
   it('rejects a contribution whose inner length runs past its own end', () => {
     // The contribution claims 9 bytes; its feature string then claims 10 of them.
     const err = decodeError(decodeScoredRecord, hex('3a09 0a0a 6630 150000803e'));
@@ -222,16 +234,18 @@ describe('json output format', () => {
       recordID: 'r1', score: 0.1, suspicious: false, modelVersion: 'v1',
       eventTimestampMs: 1_700_000_000_000, scoredTimestampMs: 1_700_000_000_250,
       contributions: [{ feature: 'amount', value: 0.2 }],
+      sourceTopic: 'in', sourcePartition: 1, sourceOffset: 42,
     });
     expect(json.toString('utf8')).toBe('{"recordID":"r1","score":0.10000000149011612,"suspicious":false,"modelVersion":"v1",'
       + '"eventTimestampMs":1700000000000,"scoredTimestampMs":1700000000250,'
-      + '"contributions":[{"feature":"amount","value":0.20000000298023224}]}');
+      + '"contributions":[{"feature":"amount","value":0.20000000298023224}],'
+      + '"sourceTopic":"in","sourcePartition":1,"sourceOffset":42}');
   });
 
   it('carries the same numbers as the protobuf format', () => {
     const rec: ScoredRecord = {
       recordID: 'é-1', score: 0.3, suspicious: true, modelVersion: 'm', eventTimestampMs: 5, scoredTimestampMs: 6,
-      contributions: [{ feature: 'x', value: 0.7 }],
+      contributions: [{ feature: 'x', value: 0.7 }], sourceTopic: 't', sourcePartition: 2, sourceOffset: 9,
     };
     expect(JSON.parse(scoredRecordToJson(rec).toString('utf8'))).toEqual(decodeScoredRecord(encodeScoredRecord(rec)));
   });
@@ -239,10 +253,11 @@ describe('json output format', () => {
   it('writes only the record\'s own fields, whatever else the object carries', () => {
     const rec = {
       recordID: 'r', score: 0.5, suspicious: true, modelVersion: 'm', eventTimestampMs: 1, scoredTimestampMs: 2,
-      contributions: [], extra: 'not for the wire',
+      contributions: [], sourceTopic: 't', sourcePartition: 0, sourceOffset: 0, extra: 'not for the wire',
     };
     expect(Object.keys(JSON.parse(scoredRecordToJson(rec).toString('utf8')))).toEqual([
-      'recordID', 'score', 'suspicious', 'modelVersion', 'eventTimestampMs', 'scoredTimestampMs', 'contributions']);
+      'recordID', 'score', 'suspicious', 'modelVersion', 'eventTimestampMs', 'scoredTimestampMs', 'contributions',
+      'sourceTopic', 'sourcePartition', 'sourceOffset']);
   });
 });
 

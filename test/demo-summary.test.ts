@@ -109,10 +109,10 @@ describe('summarise() over the outputs of a real run', () => {
     }
   });
 
-  it("measures latency from each input's CreateTime, joined through the source offset header", () => {
-    const sentAt = new Map(inputs.map((m) => [String(m.offset), m.timestamp!]));
+  it("measures latency from each input's CreateTime, joined through the output's source offset", () => {
+    const sentAt = new Map(inputs.map((m) => [m.offset, m.timestamp!]));
     const toProduce = raw.filter((m) => m.topic !== topics.deadLetter)
-      .map((m) => m.timestamp! - sentAt.get(header(m, HEADER.sourceOffset)!)!);
+      .map((m) => m.timestamp! - sentAt.get(decodeScoredRecord(m.value!).sourceOffset)!);
     expect(summary.latencyToProduce.count).toBe(records.length);
     for (const p of [50, 95, 99] as const) {
       expect(summary.latencyToProduce[`p${p}`]).toBe(nearestRank(toProduce, p));

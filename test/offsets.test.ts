@@ -1,53 +1,90 @@
 import { OffsetTracker } from '../lib/processor/offsets';
 
+const at = (partition: number, ...offsets: number[]) => offsets.map((offset) => ({ partition, offset }));
+
 describe('offset tracker', () => {
   it('stores a partition only up to its first undelivered record', () => {
     const t = new OffsetTracker('in');
-    for (const o of [10, 11, 12, 13]) t.add(0, o);
-    t.delivered(0, 11);
-    t.delivered(0, 13);
+    const b = t.add(at(0, 10, 11, 12, 13));
+    t.delivered(b, 1);
+    t.delivered(b, 3);
     expect(t.takeStorable()).toEqual([]);
-    t.delivered(0, 10);
+    t.delivered(b, 0);
     expect(t.takeStorable()).toEqual([{ topic: 'in', partition: 0, offset: 12 }]);
     expect(t.takeStorable()).toEqual([]);
-    t.delivered(0, 12);
+    t.delivered(b, 2);
     expect(t.takeStorable()).toEqual([{ topic: 'in', partition: 0, offset: 14 }]);
     expect(t.inFlight).toBe(0);
   });
 
-  it('waits for every output of a record', () => {
+  it('advances across batches only in consumption order', () => {
     const t = new OffsetTracker('in');
-    t.add(3, 0, 2);
-    t.delivered(3, 0);
-    expect(t.pending()).toBe(1);
+    const first = t.add(at(0, 0, 1));
+    const second = t.add(at(0, 2, 3));
+    t.delivered(second, 0);
+    t.delivered(second, 1);
     expect(t.takeStorable()).toEqual([]);
-    t.delivered(3, 0);
+    expect(t.pending()).toBe(2);
+    t.delivered(first, 1);
+    t.delivered(first, 0);
+    expect(t.takeStorable()).toEqual([{ topic: 'in', partition: 0, offset: 4 }]);
+    expect(t.pending()).toBe(0);
+  });
+
+  it('follows the offsets a batch really had, gaps included', () => {
+    const t = new OffsetTracker('in');
+    // Offsets 5 and 6 are missing, as after compaction or a transaction marker.
+    const b = t.add(at(0, 3, 4, 7));
+    t.delivered(b, 0);
+    t.delivered(b, 1);
+    expect(t.takeStorable()).toEqual([{ topic: 'in', partition: 0, offset: 5 }]);
+    t.delivered(b, 2);
+    expect(t.takeStorable()).toEqual([{ topic: 'in', partition: 0, offset: 8 }]);
+  });
+
+  it('counts a repeated report for a row once', () => {
+    const t = new OffsetTracker('in');
+    const b = t.add(at(3, 0, 1));
+    t.delivered(b, 0);
+    t.delivered(b, 0);
+    expect(t.pending()).toBe(1);
+    expect(t.inFlight).toBe(1);
     expect(t.takeStorable()).toEqual([{ topic: 'in', partition: 3, offset: 1 }]);
   });
 
   it('never stores past a failed output', () => {
     const t = new OffsetTracker('in');
-    for (const o of [0, 1, 2]) t.add(0, o);
-    t.delivered(0, 0);
-    t.failed(0, 1);
-    t.delivered(0, 2);
+    const b = t.add(at(0, 0, 1, 2));
+    t.delivered(b, 0);
+    t.failed(b, 1);
+    t.delivered(b, 2);
     expect(t.hasFailure).toBe(true);
     expect(t.takeStorable()).toEqual([{ topic: 'in', partition: 0, offset: 1 }]);
     expect(t.pending()).toBe(1);
   });
 
-  it('keeps partitions apart and forgets dropped ones', () => {
+  it('keeps the partitions of one batch apart and forgets dropped ones', () => {
     const t = new OffsetTracker('in');
-    t.add(0, 5);
-    t.add(1, 7);
-    t.add(1, 8);
-    t.delivered(1, 7);
+    const b = t.add([{ partition: 0, offset: 5 }, { partition: 1, offset: 7 }, { partition: 1, offset: 8 }]);
+    t.delivered(b, 1);
     expect(t.pending([0])).toBe(1);
     expect(t.pending([1])).toBe(1);
     expect(t.takeStorable([1])).toEqual([{ topic: 'in', partition: 1, offset: 8 }]);
     t.drop([0]);
-    t.delivered(0, 5); // a late report for a revoked partition is ignored
+    t.delivered(b, 0); // a late report for a revoked partition is ignored
     expect(t.inFlight).toBe(1);
     expect(t.takeStorable(undefined, true)).toEqual([{ topic: 'in', partition: 1, offset: 8 }]);
+  });
+
+  it('starts a partition afresh when it is assigned again after a drop', () => {
+    const t = new OffsetTracker('in');
+    const before = t.add(at(0, 10));
+    t.drop([0]);
+    const after = t.add(at(0, 4));
+    t.delivered(before, 0);
+    expect(t.takeStorable()).toEqual([]);
+    t.delivered(after, 0);
+    expect(t.takeStorable()).toEqual([{ topic: 'in', partition: 0, offset: 5 }]);
+    expect(t.inFlight).toBe(0);
   });
 });

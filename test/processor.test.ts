@@ -71,7 +71,7 @@ async function withProcessor<T>(args: string[], fn: (p: ProcessorProcess) => Pro
 }
 
 describe('stream processor on a real broker', () => {
-  it('scores 5,000 records exactly once each into the topic their score says, with provenance headers', async () => {
+  it('scores 5,000 records exactly once each into the topic their score says, with their provenance', async () => {
     const n = 5000;
     const topics = await createTopicSet('route', 2);
     await produceAll(topics.input, requests(n, 'r', 2));
@@ -100,11 +100,11 @@ describe('stream processor on a real broker', () => {
         expect(record.modelVersion).toBe(modelVersion);
         expect(record.eventTimestampMs).toBe(EVENT_TIME + i);
         expect(record.scoredTimestampMs).toBeGreaterThanOrEqual(record.eventTimestampMs);
-        expect(header(m, 'trace-id')).toBe(`t${i}`);
-        expect(header(m, 'xgb.source.topic')).toBe(topics.input);
-        expect(header(m, 'xgb.source.partition')).toBe(String(i % 2));
-        expect(header(m, 'xgb.model.version')).toBe(modelVersion);
-        expect(Number(header(m, 'xgb.source.offset'))).toBe(Math.floor(i / 2));
+        expect(record.sourceTopic).toBe(topics.input);
+        expect(record.sourcePartition).toBe(i % 2);
+        expect(record.sourceOffset).toBe(Math.floor(i / 2));
+        // The input's own headers are carried over; the provenance is in the value, so no header of ours.
+        expect(m.headers).toEqual([{ 'trace-id': Buffer.from(`t${i}`) }]);
       }
       // The test vectors hold both classes, so both topics must have been used.
       expect(suspicious).toBeGreaterThan(0);
@@ -221,19 +221,21 @@ describe('stream processor on a real broker', () => {
       }
     }
 
-    it('writes a 4-byte big-endian float keyed by recordID with --output-format float', async () => {
+    it('writes a 4-byte big-endian float keyed by recordID, its provenance in one header, with --output-format float', async () => {
       for (const m of await run(['--output-format', 'float'])) {
         const i = recordIndex(m.key!.toString());
         const expected = Buffer.alloc(4);
         expected.writeFloatBE(classifier.predict(row(vectors, i)));
         expect(m.value!.toString('hex')).toBe(expected.toString('hex'));
         expect(m.topic).toBe(expected.readFloatBE() >= threshold ? topics.suspicious : topics.regular);
+        expect(m.headers?.map((h) => Object.keys(h)[0])).toEqual(['trace-id', 'xgb.provenance']);
+        expect(header(m, 'xgb.provenance')).toBe(`${topics.input}/0/${i} ${modelVersion}`);
       }
     });
 
     it('writes JSON with top-k exact contributions on suspicious records, byte for byte', async () => {
       let explained = 0;
-      for (const m of await run(['--output-format', 'json', '--explain', 'exact', '--top-k', '3'])) {
+      for (const m of await run(['--output-format', 'json', '--explain', 'exact', '--top-k', '3', '--provenance-headers'])) {
         const i = recordIndex(m.key!.toString());
         const features = row(vectors, i);
         const score = classifier.predict(features);
@@ -243,8 +245,14 @@ describe('stream processor on a real broker', () => {
           recordID: `f-${i}`, score, suspicious, modelVersion, eventTimestampMs: EVENT_TIME + i,
           scoredTimestampMs: actual.scoredTimestampMs,
           contributions: suspicious ? classifier.explain(features, { method: 'exact', topK: 3 }).contributions : [],
+          sourceTopic: topics.input, sourcePartition: 0, sourceOffset: i,
         });
         expect(m.value!.toString('utf8')).toBe(expected.toString('utf8'));
+        // --provenance-headers: the same provenance in four named headers too, after the input's own.
+        expect(m.headers?.map((h) => Object.keys(h)[0])).toEqual(['trace-id', 'xgb.source.topic',
+          'xgb.source.partition', 'xgb.source.offset', 'xgb.model.version']);
+        expect([header(m, 'xgb.source.topic'), header(m, 'xgb.source.partition'), header(m, 'xgb.source.offset'),
+          header(m, 'xgb.model.version')]).toEqual([topics.input, '0', String(i), modelVersion]);
         if (suspicious) {
           explained++;
           expect(actual.contributions).toHaveLength(3);
@@ -263,6 +271,7 @@ describe('stream processor on a real broker', () => {
           recordID: `f-${i}`, score, suspicious, modelVersion, eventTimestampMs: EVENT_TIME + i,
           scoredTimestampMs: decodeScoredRecord(m.value!).scoredTimestampMs,
           contributions: suspicious ? classifier.explain(features, { method: 'approx', topK: 2 }).contributions : [],
+          sourceTopic: topics.input, sourcePartition: 0, sourceOffset: i,
         });
         expect(m.value!.toString('hex')).toBe(expected.toString('hex'));
       }
@@ -345,8 +354,8 @@ describe('stream processor on a real broker', () => {
       const last = new Map<string, number>();
       let checked = 0;
       for (const m of all) {
-        const key = `${m.topic} <- ${header(m, 'xgb.source.partition')}`;
-        const offset = Number(header(m, 'xgb.source.offset'));
+        const { sourcePartition, sourceOffset: offset } = decodeScoredRecord(m.value!);
+        const key = `${m.topic} <- ${sourcePartition}`;
         if (last.has(key)) expect(offset).toBeGreaterThan(last.get(key)!);
         last.set(key, offset);
         checked++;

@@ -14,16 +14,25 @@ import { DEAD_LETTER_REASONS } from '../lib/processor/validate';
 
 const readme = readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
 
-/** The rows of the first table whose header row starts with `| first |`, as arrays of cells. */
-function table(first: string): string[][] {
+/** The rows of every table whose header row starts with `| first |`, as arrays of cells. */
+function tables(first: string): string[][][] {
   const lines = readme.split('\n');
-  const start = lines.findIndex((l) => l.startsWith(`| ${first} |`));
-  if (start < 0) throw new Error(`README has no table starting with '${first}'`);
-  const rows: string[][] = [];
-  for (let i = start + 2; i < lines.length && lines[i].startsWith('|'); i++) {
-    rows.push(lines[i].slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim()));
+  const found: string[][][] = [];
+  for (let start = 0; start < lines.length; start++) {
+    if (!lines[start].startsWith(`| ${first} |`)) continue;
+    const rows: string[][] = [];
+    for (let i = start + 2; i < lines.length && lines[i].startsWith('|'); i++) {
+      rows.push(lines[i].slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim()));
+    }
+    found.push(rows);
   }
-  return rows;
+  if (found.length === 0) throw new Error(`README has no table starting with '${first}'`);
+  return found;
+}
+
+/** The rows of the first table whose header row starts with `| first |`. */
+function table(first: string): string[][] {
+  return tables(first)[0];
 }
 
 /** The backquoted literals of a cell, e.g. "`--x`, `-X`" -> ["--x", "-X"]. */
@@ -74,7 +83,7 @@ describe('README: metrics', () => {
 
 describe('README: headers', () => {
   it('names every header the processor writes, and no other', () => {
-    const documented = [...table('header'), ...table('`xgb.error.reason`')]
+    const documented = [...tables('header').flat(), ...table('`xgb.error.reason`')]
       .flatMap((cells) => literals(cells[0]).filter((l) => l.startsWith('xgb.')));
     // The dead-letter table's header row names xgb.error.reason and its examples xgb.error.message.
     documented.push('xgb.error.reason', 'xgb.error.message');

@@ -4,7 +4,7 @@
  * same consume, validate, encode, produce, delivery-report and commit path). Never for production: every
  * record would go to the regular topic.
  */
-import type { Scorer } from './processor';
+import type { Scorer } from './score';
 
 export class PassthroughScorer implements Scorer {
   constructor(private readonly model: Scorer) {}

@@ -1,0 +1,262 @@
+/**
+ * The deliver stage: produces each batch's outputs, in batch order, and decides from the delivery
+ * reports which input offsets may be committed. The processor talks to it through {@link Delivery};
+ * {@link AtLeastOnceDelivery} is the default mode.
+ *
+ * At-least-once: a partition's offset is stored (and later committed by librdkafka's auto-commit) only
+ * once the output of every record before it has a successful delivery report.
+ */
+import type { DeliveryReport, KafkaConsumer, LibrdKafkaError, Message, Producer } from 'node-rdkafka';
+import type { Logger } from '../log';
+import type { ProcessorMetrics } from '../metrics';
+import { OffsetTracker, type PartitionOffset, type RecordPosition, type TrackedBatch } from './offsets';
+import type { Output } from './output';
+
+const ERR_QUEUE_FULL = -184;
+/** Attempts to deliver one output before the processor stops without storing past it. */
+const DELIVERY_ATTEMPTS = 3;
+
+/** How the processor hands its work to a delivery mode. */
+export interface Delivery {
+  /** Records fetched and not yet delivered, across all partitions. */
+  readonly inFlight: number;
+  /** Registers a fetched batch before it is scored: from now on its records count as in flight. */
+  track(messages: readonly Message[]): TrackedBatch;
+  /**
+   * Produces a batch's outputs once they are scored, after every batch sent before it. Resolves when
+   * they are all handed to the producer; rejects on an error that must stop the processor.
+   */
+  send(batch: TrackedBatch, outputs: Promise<readonly Output[]>): Promise<void>;
+  /** Records of the given partitions (all when omitted) whose outputs are not delivered yet. */
+  pending(partitions?: readonly number[]): number;
+  /** Before revoked partitions go: their outputs delivered (or the deadline passed), their offsets committed. */
+  release(partitions: readonly number[], deadline: number): Promise<void>;
+  /** At shutdown, after the last send: flush the producer and commit what was delivered. Resolves with whether all was. */
+  finish(assigned: readonly number[], deadline: number): Promise<boolean>;
+}
+
+/** What the deliver stage needs from the processor. */
+export interface DeliveryContext {
+  readonly producer: Producer;
+  readonly consumer: KafkaConsumer;
+  readonly inputTopic: string;
+  readonly deadLetterTopic: string;
+  readonly outputTopics: readonly string[];
+  readonly log: Logger;
+  readonly metrics: ProcessorMetrics;
+  /** Partitions currently assigned: only theirs are stored. */
+  assignedPartitions(): readonly number[];
+  /** Called after every delivery report: the fetch loop and the drains wait on it. */
+  onProgress(): void;
+  /** Stops the processor with a fatal error. */
+  fail(err: Error): void;
+  /** Whether the processor is stopping after a fatal error: waiting for deliveries is then pointless. */
+  failed(): boolean;
+}
+
+/** One output in flight: enough to produce it again, and to find its record in the tracker. */
+class InFlightOutput {
+  attempt = 0;
+  constructor(readonly output: Output, readonly batch: TrackedBatch, readonly row: number) {}
+}
+
+/** Default delivery mode; see the module comment. */
+export class AtLeastOnceDelivery implements Delivery {
+  private readonly tracker: OffsetTracker;
+  /** Outputs are produced batch after batch, in consumption order, whatever order predictions finish in. */
+  private chain: Promise<void> = Promise.resolve();
+  private storeScheduled = false;
+  private closing = false;
+  /** Batches sent whose outputs are not all handed to the producer yet. */
+  private unsent = 0;
+  /** Drains waiting for the next delivery report. */
+  private waiters: Array<() => void> = [];
+  /** Per-record metric series, bound once: a delivery report updates them without formatting labels. */
+  private readonly recordsOutByTopic: Map<string, { inc(by?: number): void }>;
+  private readonly deadLettersByReason = new Map<string, { inc(by?: number): void }>();
+  private readonly endToEnd: { observe(value: number): void };
+
+  constructor(private readonly ctx: DeliveryContext) {
+    this.tracker = new OffsetTracker(ctx.inputTopic);
+    this.recordsOutByTopic = new Map(ctx.outputTopics.map((topic) => [topic, ctx.metrics.recordsOut.child({ topic })]));
+    this.endToEnd = ctx.metrics.endToEndSeconds.child();
+    ctx.producer.on('delivery-report', (err, report) => this.onDelivery(err, report));
+  }
+
+  get inFlight(): number {
+    return this.tracker.inFlight;
+  }
+
+  track(messages: readonly Message[]): TrackedBatch {
+    return this.tracker.add(messages);
+  }
+
+  send(batch: TrackedBatch, outputs: Promise<readonly Output[]>): Promise<void> {
+    this.unsent++;
+    const sent = this.chain.then(() => outputs).then((o) => this.produceAll(batch, o));
+    this.chain = sent.catch(() => undefined).finally(() => {
+      this.unsent--;
+      this.progress();
+    });
+    return sent;
+  }
+
+  pending(partitions?: readonly number[]): number {
+    return this.tracker.pending(partitions);
+  }
+
+  async release(partitions: readonly number[], deadline: number): Promise<void> {
+    if (!this.closing) {
+      const drained = await this.waitFor(() => this.tracker.pending(partitions) === 0, deadline);
+      if (!drained) this.ctx.log.warn('revoked partitions still had undelivered outputs', { partitions });
+      this.commit(this.tracker.takeStorable(partitions, true));
+    }
+    this.tracker.drop(partitions);
+  }
+
+  async finish(assigned: readonly number[], deadline: number): Promise<boolean> {
+    // Bounded like the rest: a batch whose scoring never ends must not hold the shutdown.
+    const drained = await this.waitFor(() => this.unsent === 0 && this.tracker.pending() === 0, deadline);
+    const flushed = await new Promise<boolean>((resolve) => {
+      this.ctx.producer.flush(Math.max(1, deadline - Date.now()), (err) => {
+        if (err) this.ctx.log.error('flush failed', { error: err.message });
+        resolve(!err);
+      });
+    });
+    // Whatever was delivered is committed, also after a failure: the tracker never passes a lost output.
+    this.commit(this.tracker.takeStorable(assigned, true));
+    this.closing = true;
+    return drained && flushed && !this.tracker.hasFailure;
+  }
+
+  /** Polls `done` after each delivery report until it holds or the deadline passes. */
+  private async waitFor(done: () => boolean, deadline: number): Promise<boolean> {
+    while (!done()) {
+      if (Date.now() >= deadline || this.ctx.failed()) return false;
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 50);
+      });
+    }
+    return true;
+  }
+
+  /** Hands a batch's outputs to the producer in order; awaits only when librdkafka's queue is full. */
+  private async produceAll(batch: TrackedBatch, outputs: readonly Output[]): Promise<void> {
+    for (let row = 0; row < outputs.length; row++) {
+      const item = new InFlightOutput(outputs[row], batch, row);
+      while (!this.tryProduce(item)) await this.queueRoom();
+    }
+  }
+
+  /** Produces an output again after a failed delivery. */
+  private async produceAgain(item: InFlightOutput): Promise<void> {
+    while (!this.tryProduce(item)) await this.queueRoom();
+  }
+
+  /** Produces one output; false when librdkafka's local queue is full. */
+  private tryProduce(item: InFlightOutput): boolean {
+    const { topic, headers } = item.output;
+    const value = nonNullEmpty(item.output.value);
+    const key = typeof item.output.key === 'string' ? item.output.key : nonNullEmpty(item.output.key);
+    try {
+      this.ctx.producer.produce(topic, null, value, key, null, item, headers);
+    } catch (err) {
+      if ((err as LibrdKafkaError).code === ERR_QUEUE_FULL) return false;
+      throw err;
+    }
+    item.attempt++;
+    return true;
+  }
+
+  /** Lets delivery reports drain librdkafka's full queue. */
+  private queueRoom(): Promise<void> {
+    this.ctx.producer.poll();
+    return new Promise((resolve) => setTimeout(resolve, 5));
+  }
+
+  private onDelivery(err: LibrdKafkaError | null, report: DeliveryReport): void {
+    const item = report.opaque as InFlightOutput;
+    const { output } = item;
+    if (err) {
+      this.ctx.metrics.deliveryFailures.inc();
+      const position = this.positionOf(item);
+      this.ctx.log.error('delivery failed', {
+        topic: output.topic, sourcePartition: position.partition, sourceOffset: position.offset,
+        attempt: item.attempt, error: err.message,
+      });
+      if (item.attempt < DELIVERY_ATTEMPTS && !this.closing) {
+        this.produceAgain(item).catch((e) => this.ctx.fail(e as Error));
+      } else {
+        this.tracker.failed(item.batch, item.row);
+        this.ctx.fail(new Error(`could not deliver to ${output.topic} the output of ${this.ctx.inputTopic} `
+          + `partition ${position.partition} offset ${position.offset}: ${err.message}`));
+      }
+      this.progress();
+      return;
+    }
+    this.tracker.delivered(item.batch, item.row);
+    const reason = output.deadLetterReason;
+    if (reason !== undefined) {
+      let counter = this.deadLettersByReason.get(reason);
+      if (!counter) this.deadLettersByReason.set(reason, (counter = this.ctx.metrics.deadLetters.child({ reason })));
+      counter.inc();
+    }
+    this.recordsOutByTopic.get(output.topic)!.inc();
+    this.endToEnd.observe(Math.max(0, Date.now() - output.eventTimestampMs) / 1000);
+    this.scheduleStore();
+    this.progress();
+  }
+
+  private positionOf(item: InFlightOutput): RecordPosition {
+    return this.tracker.positionOf(item.batch, item.row);
+  }
+
+  private progress(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+    this.ctx.onProgress();
+  }
+
+  /** Stores advanced offsets once per turn of the event loop rather than once per delivery report. */
+  private scheduleStore(): void {
+    if (this.storeScheduled) return;
+    this.storeScheduled = true;
+    setImmediate(() => {
+      this.storeScheduled = false;
+      this.ctx.metrics.inFlight.set({}, this.tracker.inFlight);
+      if (this.closing) return;
+      const offsets = this.tracker.takeStorable(this.ctx.assignedPartitions());
+      if (offsets.length === 0) return;
+      try {
+        this.ctx.consumer.offsetsStore(offsets.map((o) => ({ ...o })));
+      } catch (err) {
+        this.ctx.log.warn('could not store offsets', { offsets, error: err });
+      }
+    });
+  }
+
+  private commit(offsets: PartitionOffset[]): void {
+    if (offsets.length === 0) return;
+    try {
+      this.ctx.consumer.offsetsStore(offsets.map((o) => ({ ...o })));
+      this.ctx.consumer.commitSync(offsets.map((o) => ({ ...o })));
+      this.ctx.log.info('offsets committed', { offsets });
+    } catch (err) {
+      this.ctx.log.warn('commit failed', { offsets, error: err });
+    }
+  }
+}
+
+/**
+ * A zero-length Buffer that node-rdkafka writes as an empty value, not as null. node-rdkafka passes a
+ * Buffer's data pointer to librdkafka, and a zero-length Buffer of its own has none: librdkafka then
+ * writes a null (a tombstone, which deletes the key on a compacted topic). A zero-length view into a
+ * larger allocation has a pointer, and so stays empty.
+ */
+const EMPTY = Buffer.alloc(1).subarray(0, 0);
+
+function nonNullEmpty<T extends Buffer | null | undefined>(bytes: T): T {
+  return (bytes && bytes.length === 0 ? EMPTY : bytes) as T;
+}

@@ -1,0 +1,177 @@
+/**
+ * The fetch stage: takes batches from the consumer and follows the group's rebalances. It hands each
+ * batch to the processor and never keeps a record of a partition that was revoked while it was being
+ * fetched.
+ */
+import type { KafkaConsumer, LibrdKafkaError, Message, TopicPartition } from 'node-rdkafka';
+import type { ProcessorConfig } from '../config';
+import type { Logger } from '../log';
+import type { ProcessorMetrics } from '../metrics';
+
+const ERR_ASSIGN_PARTITIONS = -175;
+const ERR_REVOKE_PARTITIONS = -174;
+/** How long a consume call waits for the first record of a batch before looking at the world again. */
+export const IDLE_CONSUME_MS = 100;
+
+/** What the fetch stage needs from the processor. */
+export interface FetchContext {
+  readonly consumer: KafkaConsumer;
+  readonly config: ProcessorConfig;
+  readonly log: Logger;
+  readonly metrics: ProcessorMetrics;
+  /** Whether the fetch loop should end. */
+  stopping(): boolean;
+  /** Whether the next batch may be taken now: the scorer is free and the in-flight bound not reached. */
+  hasRoom(): boolean;
+  /** Resolves on the next progress (a batch scored, an output delivered), or after a short while. */
+  nextProgress(): Promise<void>;
+  /** Takes a fetched batch of records of assigned partitions. */
+  dispatch(batch: Message[]): void;
+  /** Before revoked partitions go: lets their outputs finish and commits their offsets. */
+  release(partitions: number[]): Promise<void>;
+  /** Stops the processor with a fatal error. */
+  fail(err: Error): void;
+}
+
+/** Fetches batches and handles rebalances; see the module comment. */
+export class Fetcher {
+  private readonly assigned = new Set<number>();
+  /** Bumped for a partition when it is revoked, so records fetched across a revocation can be recognised. */
+  private readonly revocations = new Map<number, number>();
+  /** Revocations so far, all partitions together: lets a batch fetched across none skip the checks. */
+  private revokedSoFar = 0;
+  /** Settles once the last revocation has released its partitions. */
+  rebalancing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly ctx: FetchContext) {}
+
+  /** Input partitions currently assigned to this instance, in order. */
+  get assignedPartitions(): number[] {
+    return [...this.assigned].sort((a, b) => a - b);
+  }
+
+  /**
+   * Natural batching: whenever the scorer is free, the next batch is whatever librdkafka has fetched
+   * by then (up to `batchSize`), taken at once. While one batch is scored the next one accumulates,
+   * so at low load a record waits for no timer, and under load batches grow by themselves. Only when
+   * nothing is fetched does the loop block, on the first record to come.
+   *
+   * `batchWaitMs` > 0 adds a bounded wait, from the first record, for a batch to fill; librdkafka's
+   * consume(n) waits per message, so a slow trickle could otherwise hold a batch far longer.
+   */
+  async run(): Promise<void> {
+    const { batchSize, batchWaitMs } = this.ctx.config;
+    while (!this.ctx.stopping()) {
+      await this.rebalancing;
+      if (!this.ctx.hasRoom()) {
+        await this.ctx.nextProgress();
+        continue;
+      }
+      const revokedAtStart = this.revokedSoFar;
+      const revocationsAtStart = new Map(this.revocations);
+      let batch = await this.consume(batchSize, 0);
+      if (batch.length === 0) {
+        batch = await this.consume(1, IDLE_CONSUME_MS);
+        if (batch.length === 0) continue;
+        if (batchSize > 1) batch = batch.concat(await this.consume(batchSize - 1, 0));
+      }
+      const firstAt = Date.now();
+      while (batchWaitMs > 0 && batch.length < batchSize && !this.ctx.stopping()) {
+        const more = await this.consume(batchSize - batch.length, 0);
+        batch = batch.concat(more);
+        if (more.length > 0 || batch.length >= batchSize) continue;
+        const left = batchWaitMs - (Date.now() - firstAt);
+        if (left <= 0) break;
+        const one = await this.consume(1, left);
+        if (one.length === 0) break;
+        batch = batch.concat(one);
+      }
+      const current = this.revokedSoFar === revokedAtStart && batch.every((m) => this.assigned.has(m.partition))
+        ? batch : this.dropRevoked(batch, revocationsAtStart);
+      if (current.length > 0) this.ctx.dispatch(current);
+    }
+  }
+
+  /**
+   * One consume call. librdkafka reports passing trouble (a broker connection lost, a leader moving)
+   * through consume as well and recovers by itself, so only a fatal error ends the fetch loop.
+   */
+  private async consume(max: number, timeoutMs: number): Promise<Message[]> {
+    const { consumer } = this.ctx;
+    consumer.setDefaultConsumeTimeout(timeoutMs);
+    try {
+      return await new Promise<Message[]>((resolve, reject) => {
+        consumer.consume(max, (err, messages) => (err ? reject(err) : resolve(messages)));
+      });
+    } catch (err) {
+      const e = err as LibrdKafkaError;
+      if (e.isFatal) throw new Error(`fatal consumer error: ${e.message}`);
+      this.ctx.log.warn('consume failed; retrying', { error: e.message, code: e.code });
+      await new Promise((resolve) => setTimeout(resolve, IDLE_CONSUME_MS));
+      return [];
+    }
+  }
+
+  /**
+   * Drops records of partitions revoked while they were being fetched. A partition that is no longer
+   * ours is read again by its new owner from the committed offset. A partition revoked and given back
+   * within one fetch may have been read from before or after its reset, so it is dropped and rewound
+   * to its first dropped record: nothing is lost, at worst something is scored twice.
+   */
+  private dropRevoked(batch: Message[], revocationsAtStart: ReadonlyMap<number, number>): Message[] {
+    const rewind = new Map<number, number>();
+    const kept = batch.filter((m) => {
+      if (!this.assigned.has(m.partition)) return false;
+      if (this.revocations.get(m.partition) === revocationsAtStart.get(m.partition)) return true;
+      rewind.set(m.partition, Math.min(rewind.get(m.partition) ?? Infinity, m.offset));
+      return false;
+    });
+    for (const [partition, offset] of rewind) {
+      this.ctx.consumer.seek({ topic: this.ctx.config.inputTopic, partition, offset }, 0, (err) => {
+        if (err) this.ctx.fail(new Error(`could not rewind partition ${partition} to offset ${offset}: ${err.message}`));
+      });
+    }
+    if (kept.length < batch.length) {
+      this.ctx.log.debug('dropped records of revoked partitions', { dropped: batch.length - kept.length, rewound: [...rewind] });
+    }
+    return kept;
+  }
+
+  /** librdkafka's rebalance callback: the consumer is created with it. */
+  onRebalance(err: LibrdKafkaError, assignment: TopicPartition[]): void {
+    const { consumer, log, metrics } = this.ctx;
+    const cooperative = consumer.rebalanceProtocol() === 'COOPERATIVE';
+    const partitions = assignment.map((a) => a.partition);
+    try {
+      if (err.code === ERR_ASSIGN_PARTITIONS) {
+        for (const p of partitions) this.assigned.add(p);
+        if (cooperative) consumer.incrementalAssign(assignment);
+        else consumer.assign(assignment);
+        log.info('partitions assigned', { partitions, assigned: this.assignedPartitions });
+        metrics.assignedPartitions.set({}, this.assigned.size);
+      } else if (err.code === ERR_REVOKE_PARTITIONS) {
+        for (const p of partitions) {
+          this.assigned.delete(p);
+          this.revocations.set(p, (this.revocations.get(p) ?? 0) + 1);
+          this.revokedSoFar++;
+          metrics.consumerLag.delete({ partition: String(p) });
+        }
+        metrics.assignedPartitions.set({}, this.assigned.size);
+        this.rebalancing = this.ctx.release(partitions).finally(() => {
+          try {
+            if (cooperative) consumer.incrementalUnassign(assignment);
+            else consumer.unassign();
+          } catch (e) {
+            log.warn('unassign failed', { error: e });
+          }
+          log.info('partitions revoked', { partitions, assigned: this.assignedPartitions });
+        });
+      } else {
+        log.error('rebalance error', { error: err.message });
+        consumer.unassign();
+      }
+    } catch (e) {
+      log.warn('rebalance handling failed', { error: e });
+    }
+  }
+}
