@@ -29,6 +29,8 @@ export interface ProcessorConfig {
   readonly explain: ExplainMode;
   readonly topK: number;
   readonly rejectMissing: boolean;
+  readonly maxRecordIdBytes: number;
+  readonly maxMessageBytes: number;
   readonly logLevel: LogLevel;
   readonly metricsPort: number;
   readonly createTopics: boolean;
@@ -98,6 +100,11 @@ export const OPTIONS: readonly Option[] = [
     help: 'number of contributions kept, largest |value| first' },
   { flag: '--reject-missing', env: 'REJECT_MISSING', key: 'rejectMissing', kind: 'bool', def: 'false',
     help: 'dead-letter records with NaN features instead of scoring NaN as missing' },
+  { flag: '--max-record-id-bytes', env: 'MAX_RECORD_ID_BYTES', key: 'maxRecordIdBytes', kind: 'int', def: '4096',
+    min: 1, max: 1_000_000, help: 'dead-letter a request whose recordID is longer, in UTF-8 bytes, before scoring it' },
+  { flag: '--max-message-bytes', env: 'MAX_MESSAGE_BYTES', key: 'maxMessageBytes', kind: 'int', def: '1048588',
+    min: 1024, max: 1_000_000_000,
+    help: "largest record the output topics accept: their max.message.bytes (default: the broker's default)" },
   { flag: '--log-level', env: 'LOG_LEVEL', key: 'logLevel', kind: 'enum', def: 'warn',
     choices: ['error', 'warn', 'info', 'debug'], help: 'least severe level logged (JSON lines on stderr)' },
   { flag: '--metrics-port', env: 'METRICS_PORT', key: 'metricsPort', kind: 'int', def: '0', min: 0, max: 65535,

@@ -124,6 +124,8 @@ export class ProcessorMetrics {
     'Records delivered to an output topic (acknowledged by the broker), by topic.');
   readonly deadLetters = new Counter('xgb_stream_dead_letters_total', 'Records sent to the dead-letter topic, by reason.');
   readonly deliveryFailures = new Counter('xgb_stream_delivery_failures_total', 'Outputs whose delivery failed.');
+  readonly recordsSkipped = new Counter('xgb_stream_records_skipped_total',
+    'Records with no output at all: not even a cut dead-letter copy fits the size limit, by reason.');
   readonly batchSize = new Histogram('xgb_stream_batch_size', 'Records per scored batch.',
     [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000]);
   readonly inferenceSeconds = new Histogram('xgb_stream_inference_seconds', 'Time of one batch prediction.',
@@ -137,6 +139,7 @@ export class ProcessorMetrics {
   readonly inFlight = new Gauge('xgb_stream_records_in_flight', 'Records consumed but not yet delivered.');
 
   private readonly all: Metric[] = [this.recordsIn, this.recordsOut, this.deadLetters, this.deliveryFailures,
+    this.recordsSkipped,
     this.batchSize, this.inferenceSeconds, this.endToEndSeconds, this.consumerLag, this.assignedPartitions,
     this.modelInfo, this.inFlight];
 

@@ -23,7 +23,8 @@ describe('configuration', () => {
       brokers: '127.0.0.1:9092', groupId: 'xgb-stream', inputTopic: 'predict-requests',
       suspiciousTopic: 'suspicious-events', regularTopic: 'regular-events', deadLetterTopic: 'predict-requests.dlq',
       modelPath: 'models/default/model.ubj', threshold: undefined, batchSize: 500, batchWaitMs: 0,
-      outputFormat: 'protobuf', provenanceHeaders: false, explain: 'none', topK: 3, rejectMissing: false, logLevel: 'warn', metricsPort: 0,
+      outputFormat: 'protobuf', provenanceHeaders: false, explain: 'none', topK: 3, rejectMissing: false,
+      maxRecordIdBytes: 4096, maxMessageBytes: 1048588, logLevel: 'warn', metricsPort: 0,
       createTopics: false, createPartitions: 1, createReplicationFactor: 1, shutdownTimeoutMs: 30000, nthread: 1,
       kafkaProperties: {},
     });

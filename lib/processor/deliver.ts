@@ -10,11 +10,46 @@ import type { DeliveryReport, KafkaConsumer, LibrdKafkaError, Message, Producer 
 import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
 import { OffsetTracker, type PartitionOffset, type RecordPosition, type TrackedBatch } from './offsets';
-import type { Output } from './output';
+import { deadLetterOutput, type Output } from './output';
 
 const ERR_QUEUE_FULL = -184;
 /** Attempts to deliver one output before the processor stops without storing past it. */
 const DELIVERY_ATTEMPTS = 3;
+
+/**
+ * Producer errors that concern one record and will not pass on a retry: the record is too large, or
+ * the broker finds it invalid. Its input becomes a dead letter (or is skipped); the partition goes on.
+ */
+const RECORD_ERRORS: ReadonlyMap<number, string> = new Map([
+  [10, 'MSG_SIZE_TOO_LARGE'], [4, 'INVALID_MSG_SIZE'], [18, 'RECORD_LIST_TOO_LARGE'], [87, 'INVALID_RECORD'],
+  [2, 'CORRUPT_MESSAGE'],
+]);
+/** Producer errors no retry or restart cures: the processor stops with status 1. */
+const FATAL_ERRORS: ReadonlyMap<number, string> = new Map([
+  [29, 'TOPIC_AUTHORIZATION_FAILED'], [31, 'CLUSTER_AUTHORIZATION_FAILED'], [53, 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED'],
+  [90, 'PRODUCER_FENCED'], [-144, '_FENCED'], [47, 'INVALID_PRODUCER_EPOCH'],
+]);
+
+/**
+ * node-rdkafka hands a delivery report's error over as its text alone (code -1): librdkafka's own
+ * description, or the broker's error message. The texts of the errors above, in both forms.
+ */
+const RECORD_ERROR_TEXT = /message size too large|record.* too large|batch larger than|invalid message|failed to validate record|corrupt/i;
+const FATAL_ERROR_TEXT = /authori[sz]ation failed|fenced|old epoch/i;
+
+/** How the deliver stage treats a producer error; the README's table of them. */
+export type ProducerErrorClass = 'record' | 'fatal' | 'transient';
+
+/** Record-level, fatal or transient: see {@link RECORD_ERRORS} and {@link FATAL_ERRORS}; the rest is retried. */
+export function classifyProducerError(err: Pick<LibrdKafkaError, 'code' | 'isFatal' | 'message'>): ProducerErrorClass {
+  if (err.isFatal || FATAL_ERRORS.has(err.code)) return 'fatal';
+  if (RECORD_ERRORS.has(err.code)) return 'record';
+  if (err.code === -1 || err.code === undefined) {
+    if (FATAL_ERROR_TEXT.test(err.message)) return 'fatal';
+    if (RECORD_ERROR_TEXT.test(err.message)) return 'record';
+  }
+  return 'transient';
+}
 
 /** How the processor hands its work to a delivery mode. */
 export interface Delivery {
@@ -42,6 +77,8 @@ export interface DeliveryContext {
   readonly inputTopic: string;
   readonly deadLetterTopic: string;
   readonly outputTopics: readonly string[];
+  /** Largest output record that the producer and the output topics accept, in bytes. */
+  readonly maxOutputBytes: number;
   readonly log: Logger;
   readonly metrics: ProcessorMetrics;
   /** Partitions currently assigned: only theirs are stored. */
@@ -75,6 +112,7 @@ export class AtLeastOnceDelivery implements Delivery {
   private readonly recordsOutByTopic: Map<string, { inc(by?: number): void }>;
   private readonly deadLettersByReason = new Map<string, { inc(by?: number): void }>();
   private readonly endToEnd: { observe(value: number): void };
+  private readonly skippedByReason = new Map<string, { inc(by?: number): void }>();
 
   constructor(private readonly ctx: DeliveryContext) {
     this.tracker = new OffsetTracker(ctx.inputTopic);
@@ -144,29 +182,78 @@ export class AtLeastOnceDelivery implements Delivery {
   /** Hands a batch's outputs to the producer in order; awaits only when librdkafka's queue is full. */
   private async produceAll(batch: TrackedBatch, outputs: readonly Output[]): Promise<void> {
     for (let row = 0; row < outputs.length; row++) {
-      const item = new InFlightOutput(outputs[row], batch, row);
-      while (!this.tryProduce(item)) await this.queueRoom();
+      await this.produceItem(new InFlightOutput(outputs[row], batch, row));
     }
   }
 
-  /** Produces an output again after a failed delivery. */
-  private async produceAgain(item: InFlightOutput): Promise<void> {
-    while (!this.tryProduce(item)) await this.queueRoom();
+  private async produceItem(item: InFlightOutput): Promise<void> {
+    for (;;) {
+      if (item.output.skipped !== undefined) {
+        this.skip(item);
+        return;
+      }
+      const result = this.tryProduce(item);
+      if (result === 'queued') return;
+      if (result === 'full') await this.queueRoom();
+      else item = this.rejected(item, result);
+    }
   }
 
-  /** Produces one output; false when librdkafka's local queue is full. */
-  private tryProduce(item: InFlightOutput): boolean {
+  /**
+   * Produces one output: 'queued', 'full' when librdkafka's local queue is full, or the error when
+   * librdkafka refuses this record for good (too large for its message.max.bytes).
+   */
+  private tryProduce(item: InFlightOutput): 'queued' | 'full' | LibrdKafkaError {
     const { topic, headers } = item.output;
     const value = nonNullEmpty(item.output.value);
     const key = typeof item.output.key === 'string' ? item.output.key : nonNullEmpty(item.output.key);
     try {
       this.ctx.producer.produce(topic, null, value, key, null, item, headers);
     } catch (err) {
-      if ((err as LibrdKafkaError).code === ERR_QUEUE_FULL) return false;
+      const e = err as LibrdKafkaError;
+      if (e.code === ERR_QUEUE_FULL) return 'full';
+      if (classifyProducerError(e) === 'record') return e;
       throw err;
     }
     item.attempt++;
-    return true;
+    return 'queued';
+  }
+
+  /**
+   * What replaces an output refused for good: a scored output becomes a dead letter of its input,
+   * cut to fit if need be; a refused dead letter is skipped (the configured limit is above the topic's).
+   */
+  private rejected(item: InFlightOutput, err: LibrdKafkaError): InFlightOutput {
+    const { output } = item;
+    const position = this.positionOf(item);
+    this.ctx.log.warn('output refused', {
+      topic: output.topic, sourcePartition: position.partition, sourceOffset: position.offset,
+      error: err.message, code: err.code,
+    });
+    const text = `the output was refused: ${err.message}`;
+    const replacement: Output = output.deadLetterReason === undefined
+      ? deadLetterOutput(output.source, this.ctx.deadLetterTopic, 'output-too-large', text, this.ctx.maxOutputBytes)
+      : { ...output, skipped: `${text}; the output topics' limit may be below --max-message-bytes` };
+    return new InFlightOutput(replacement, item.batch, item.row);
+  }
+
+  /** A record with no output at all: logged with enough to find it, counted, and its offset passed. */
+  private skip(item: InFlightOutput): void {
+    const { output } = item;
+    const reason = output.deadLetterReason ?? 'unknown';
+    const { key, value } = output.source;
+    const keyPrefix = key === null || key === undefined ? null
+      : Buffer.isBuffer(key) ? key.toString('utf8', 0, 64) : String(key).slice(0, 64);
+    this.ctx.log.error('record skipped: no output fits', {
+      topic: this.ctx.inputTopic, partition: output.source.partition, offset: output.source.offset, keyPrefix,
+      keyBytes: key?.length ?? 0, valueBytes: value?.length ?? 0, reason, error: output.skipped,
+    });
+    let counter = this.skippedByReason.get(reason);
+    if (!counter) this.skippedByReason.set(reason, (counter = this.ctx.metrics.recordsSkipped.child({ reason })));
+    counter.inc();
+    this.tracker.delivered(item.batch, item.row);
+    this.scheduleStore();
+    this.progress();
   }
 
   /** Lets delivery reports drain librdkafka's full queue. */
@@ -181,12 +268,15 @@ export class AtLeastOnceDelivery implements Delivery {
     if (err) {
       this.ctx.metrics.deliveryFailures.inc();
       const position = this.positionOf(item);
+      const kind = classifyProducerError(err);
       this.ctx.log.error('delivery failed', {
         topic: output.topic, sourcePartition: position.partition, sourceOffset: position.offset,
-        attempt: item.attempt, error: err.message,
+        attempt: item.attempt, error: err.message, code: err.code, kind,
       });
-      if (item.attempt < DELIVERY_ATTEMPTS && !this.closing) {
-        this.produceAgain(item).catch((e) => this.ctx.fail(e as Error));
+      if (kind === 'record' && !this.closing) {
+        this.produceItem(this.rejected(item, err)).catch((e) => this.ctx.fail(e as Error));
+      } else if (kind === 'transient' && item.attempt < DELIVERY_ATTEMPTS && !this.closing) {
+        this.produceItem(item).catch((e) => this.ctx.fail(e as Error));
       } else {
         this.tracker.failed(item.batch, item.row);
         this.ctx.fail(new Error(`could not deliver to ${output.topic} the output of ${this.ctx.inputTopic} `

@@ -2,7 +2,7 @@
  * What the processor writes: the value of a scored record in the configured format, and the headers
  * that carry each output's provenance. Header names are the contract with downstream consumers.
  */
-import type { MessageHeader } from 'node-rdkafka';
+import type { Message, MessageHeader } from 'node-rdkafka';
 import type { OutputFormat } from '../config';
 import { encodeScoreFloat, encodeScoredRecord, scoredRecordToJson, type ScoredRecord } from '../codec';
 import type { DeadLetterReason } from './validate';
@@ -17,6 +17,10 @@ export const HEADER = Object.freeze({
   modelVersion: 'xgb.model.version',
   errorReason: 'xgb.error.reason',
   errorMessage: 'xgb.error.message',
+  /** On a dead letter whose value was cut to fit the size limit: the input value's full length. */
+  errorOriginalSize: 'xgb.error.original-size',
+  /** `true` on a dead letter whose value was cut to fit the size limit. */
+  errorTruncated: 'xgb.error.truncated',
 });
 
 /** Where an output came from. */
@@ -37,6 +41,61 @@ export interface Output {
   readonly deadLetterReason: DeadLetterReason | undefined;
   /** The input's timestamp, for the end-to-end latency metric. */
   readonly eventTimestampMs: number;
+  /** The input record it was made from: an output the broker rejects becomes a dead letter of it. */
+  readonly source: Message;
+  /** Why nothing is written for this record, when not even a cut dead-letter copy fits the limit. */
+  readonly skipped?: string;
+}
+
+/**
+ * What framing adds to a record on the wire, generously: a record batch header (61 bytes, a record
+ * alone in its batch) and the record's own length, attributes, deltas and varint lengths.
+ */
+const RECORD_OVERHEAD_BYTES = 61 + 32;
+/** Per header: its varint lengths. */
+const HEADER_OVERHEAD_BYTES = 10;
+
+function byteLength(bytes: Buffer | string | null | undefined): number {
+  if (bytes === null || bytes === undefined) return 0;
+  return typeof bytes === 'string' ? Buffer.byteLength(bytes, 'utf8') : bytes.length;
+}
+
+/** An upper estimate of a record's size as the producer and the broker count it against their limits. */
+export function recordBytes(key: Buffer | string | null | undefined, value: Buffer | null | undefined,
+  headers: readonly MessageHeader[] | undefined): number {
+  let n = RECORD_OVERHEAD_BYTES + byteLength(key) + byteLength(value);
+  for (const h of headers ?? []) {
+    for (const k of Object.keys(h)) n += HEADER_OVERHEAD_BYTES + byteLength(k) + byteLength(h[k] as Buffer | string);
+  }
+  return n;
+}
+
+/** The input's timestamp, or `fallback` when its producer set none. */
+export function eventTimeOf(message: Message, fallback: number): number {
+  return message.timestamp !== undefined && message.timestamp >= 0 ? message.timestamp : fallback;
+}
+
+/**
+ * A dead letter of `source`: its key, value and headers byte for byte, plus provenance and the error.
+ * When that copy is larger than `maxBytes`, the value is cut to what fits, and the headers
+ * `xgb.error.original-size` and `xgb.error.truncated` say so. When not even an empty value fits (a huge
+ * key or headers), the output is marked skipped.
+ */
+export function deadLetterOutput(source: Message, topic: string, reason: DeadLetterReason, message: string,
+  maxBytes: number): Output {
+  const headers = deadLetterHeaders(source, reason, message);
+  const base = { topic, key: source.key, deadLetterReason: reason, eventTimestampMs: eventTimeOf(source, Date.now()), source };
+  const size = recordBytes(source.key, source.value, headers);
+  if (size <= maxBytes) return { ...base, value: source.value, headers };
+  const originalSize = byteLength(source.value);
+  headers.push({ [HEADER.errorOriginalSize]: String(originalSize) }, { [HEADER.errorTruncated]: 'true' });
+  const room = maxBytes - recordBytes(source.key, null, headers);
+  if (room >= 0 && source.value) return { ...base, value: source.value.subarray(0, room), headers };
+  return {
+    ...base, value: null, headers,
+    skipped: `the dead-letter copy is ${size} bytes, and ${maxBytes - room} even with an empty value, `
+      + `more than the ${maxBytes}-byte limit`,
+  };
 }
 
 /** Encodes a scored record as the value of the configured output format. */

@@ -19,6 +19,8 @@ import { splitKafkaProperties } from './kafka-properties';
 
 export type { Scorer } from './score';
 
+/** librdkafka's default message.max.bytes. */
+const LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000;
 /** Scored batches in flight at once: one being predicted while the previous ones are produced. */
 const MAX_BATCHES_IN_FLIGHT = 3;
 
@@ -73,6 +75,10 @@ export class StreamProcessor {
     this.modelFacts = { modelVersion: this.modelVersion, modelSavedByXgboost: savedByXgboost, libxgboost, objective };
 
     const properties = splitKafkaProperties(config.kafkaProperties);
+    // An output larger than either limit would be refused: the producer's own message.max.bytes
+    // (librdkafka's default 1,000,000) or the output topics' max.message.bytes (--max-message-bytes).
+    const producerMax = Number(properties.global['message.max.bytes'] ?? LIBRDKAFKA_MESSAGE_MAX_BYTES);
+    const maxOutputBytes = Math.min(config.maxMessageBytes, producerMax);
     const common = {
       'bootstrap.servers': config.brokers,
       'client.id': 'xgb-stream',
@@ -99,10 +105,13 @@ export class StreamProcessor {
       // adds latency at low load.
       'linger.ms': 1,
       'dr_cb': true,
+      // Also bounds the batches librdkafka builds, so that many small outputs never make one batch
+      // larger than the topics accept.
+      'message.max.bytes': maxOutputBytes,
       ...common,
     }, { 'acks': -1, ...properties.topic });
 
-    this.scorer = new BatchScorer(classifier, config, this.threshold, this.modelVersion, logger, metrics);
+    this.scorer = new BatchScorer(classifier, config, this.threshold, this.modelVersion, logger, metrics, maxOutputBytes);
     this.fetcher = new Fetcher({
       consumer: this.consumer, config, log: logger, metrics,
       stopping: () => this.stopping,
@@ -116,7 +125,7 @@ export class StreamProcessor {
     this.delivery = new AtLeastOnceDelivery({
       producer: this.producer, consumer: this.consumer, inputTopic: config.inputTopic,
       deadLetterTopic: config.deadLetterTopic,
-      outputTopics: [config.suspiciousTopic, config.regularTopic, config.deadLetterTopic],
+      outputTopics: [config.suspiciousTopic, config.regularTopic, config.deadLetterTopic], maxOutputBytes,
       log: logger, metrics,
       assignedPartitions: () => this.fetcher.assignedPartitions,
       onProgress: () => this.notifyProgress(),

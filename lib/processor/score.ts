@@ -10,8 +10,10 @@ import type { Contribution, ScoredRecord } from '../codec';
 import type { ProcessorConfig } from '../config';
 import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
-import { deadLetterHeaders, encodeOutputValue, scoredHeaders, type Output } from './output';
-import { validateRequest, type DeadLetterReason, type InvalidRecord, type ValidRecord } from './validate';
+import { deadLetterOutput, encodeOutputValue, eventTimeOf, recordBytes, scoredHeaders, type Output } from './output';
+import {
+  validateRequest, type DeadLetterReason, type InvalidRecord, type RequestRules, type ValidRecord,
+} from './validate';
 
 /** Attempts for a batch prediction before rows are scored one by one to isolate the failure. */
 const PREDICT_ATTEMPTS = 3;
@@ -36,9 +38,14 @@ export class BatchScorer {
     readonly modelVersion: string,
     private readonly log: Logger,
     private readonly metrics: ProcessorMetrics,
+    /** Largest output record that the producer and the output topics accept, in bytes. */
+    private readonly maxOutputBytes: number,
   ) {
     this.numFeatures = classifier.numFeatures;
+    this.rules = { numFeatures: this.numFeatures, rejectMissing: config.rejectMissing, maxRecordIdBytes: config.maxRecordIdBytes };
   }
+
+  private readonly rules: RequestRules;
 
   /** The outputs of `messages`, one per message, in the same order. Never rejects for a bad record. */
   async score(messages: readonly Message[]): Promise<Output[]> {
@@ -46,7 +53,7 @@ export class BatchScorer {
     const checked = new Array<ValidRecord | InvalidRecord>(messages.length);
     let valid = 0;
     for (let i = 0; i < messages.length; i++) {
-      checked[i] = validateRequest(messages[i].value, n, this.config.rejectMissing);
+      checked[i] = validateRequest(messages[i].value, this.rules);
       if (checked[i].ok) valid++;
     }
     const rows = new Float32Array(valid * n);
@@ -151,30 +158,22 @@ export class BatchScorer {
       sourcePartition: message.partition,
       sourceOffset: message.offset,
     };
+    const key = record.recordID;
+    const value = encodeOutputValue(this.config.outputFormat, scoredRecord);
+    const headers = scoredHeaders(message, this.modelVersion, this.config.outputFormat, this.config.provenanceHeaders);
+    const size = recordBytes(key, value, headers);
+    if (size > this.maxOutputBytes) {
+      return this.deadLetter(message, 'output-too-large',
+        `the scored output is ${size} bytes, more than the ${this.maxOutputBytes}-byte limit`);
+    }
     return {
       topic: suspicious ? this.config.suspiciousTopic : this.config.regularTopic,
-      value: encodeOutputValue(this.config.outputFormat, scoredRecord),
-      key: record.recordID,
-      headers: scoredHeaders(message, this.modelVersion, this.config.outputFormat, this.config.provenanceHeaders),
-      deadLetterReason: undefined,
-      eventTimestampMs,
+      value, key, headers, deadLetterReason: undefined, eventTimestampMs, source: message,
     };
   }
 
   private deadLetter(message: Message, reason: DeadLetterReason, text: string): Output {
     this.log.info('dead letter', { reason, error: text, partition: message.partition, offset: message.offset });
-    return {
-      topic: this.config.deadLetterTopic,
-      value: message.value,
-      key: message.key,
-      headers: deadLetterHeaders(message, reason, text),
-      deadLetterReason: reason,
-      eventTimestampMs: eventTimeOf(message, Date.now()),
-    };
+    return deadLetterOutput(message, this.config.deadLetterTopic, reason, text, this.maxOutputBytes);
   }
-}
-
-/** The record's own timestamp, or `fallback` when the producer set none. */
-function eventTimeOf(message: Message, fallback: number): number {
-  return message.timestamp !== undefined && message.timestamp >= 0 ? message.timestamp : fallback;
 }

@@ -6,8 +6,8 @@ import { decodePredictRequest } from '../codec';
 
 /** Why a record goes to the dead-letter topic: the values of its `xgb.error.reason` header. */
 export const DEAD_LETTER_REASONS = [
-  'null-value', 'undecodable', 'empty-record-id', 'wrong-feature-count', 'non-finite-feature',
-  'missing-feature', 'scoring-failed',
+  'null-value', 'undecodable', 'empty-record-id', 'record-id-too-long', 'wrong-feature-count',
+  'non-finite-feature', 'missing-feature', 'scoring-failed', 'output-too-large',
 ] as const;
 
 /** Why a record went to the dead-letter topic; the value of its `xgb.error.reason` header. */
@@ -27,13 +27,21 @@ export interface InvalidRecord {
   readonly message: string;
 }
 
+/** What a valid request must satisfy. */
+export interface RequestRules {
+  readonly numFeatures: number;
+  /** Dead-letter NaN features instead of scoring them as missing. */
+  readonly rejectMissing: boolean;
+  /** Longest recordID, in UTF-8 bytes: it is written twice into each output (key and value). */
+  readonly maxRecordIdBytes: number;
+}
+
 /**
  * Decodes and checks a PredictRequest value. NaN is xgboost's "missing" and is scored as such unless
  * `rejectMissing` is set; ±Infinity is never a valid feature.
  */
-export function validateRequest(
-  value: Buffer | null | undefined, numFeatures: number, rejectMissing: boolean,
-): ValidRecord | InvalidRecord {
+export function validateRequest(value: Buffer | null | undefined, rules: RequestRules): ValidRecord | InvalidRecord {
+  const { numFeatures, rejectMissing, maxRecordIdBytes } = rules;
   if (value === null || value === undefined) {
     return { ok: false, reason: 'null-value', message: 'record has a null value' };
   }
@@ -45,6 +53,16 @@ export function validateRequest(
   }
   if (request.recordID === '') {
     return { ok: false, reason: 'empty-record-id', message: 'recordID is empty' };
+  }
+  // A recordID has at least as many bytes as characters: the byte count is taken only near the bound.
+  if (request.recordID.length * 3 > maxRecordIdBytes) {
+    const bytes = Buffer.byteLength(request.recordID, 'utf8');
+    if (bytes > maxRecordIdBytes) {
+      return {
+        ok: false, reason: 'record-id-too-long',
+        message: `recordID is ${bytes} bytes, more than the ${maxRecordIdBytes} allowed (--max-record-id-bytes)`,
+      };
+    }
   }
   const features = request.featuresVector;
   if (features.length !== numFeatures) {

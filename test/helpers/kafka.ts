@@ -25,12 +25,13 @@ export function uniqueName(prefix: string): string {
 }
 
 /** Creates topics with the given number of partitions. */
-export async function createTopics(names: readonly string[], partitions = 1, bootstrap = brokers()): Promise<void> {
+export async function createTopics(names: readonly string[], partitions = 1, bootstrap = brokers(),
+  config: Record<string, string> = {}): Promise<void> {
   const admin = AdminClient.create({ 'bootstrap.servers': bootstrap });
   try {
     for (const topic of names) {
       await new Promise<void>((resolve, reject) => {
-        admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1 }, 30_000,
+        admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1, config }, 30_000,
           (err) => (err ? reject(new Error(`create ${topic}: ${err.message}`)) : resolve()));
       });
     }
@@ -77,9 +78,10 @@ export interface OutgoingRecord {
 }
 
 /** Produces records and resolves once every one has a successful delivery report. */
-export async function produceAll(topic: string, records: readonly OutgoingRecord[], bootstrap = brokers()): Promise<void> {
+export async function produceAll(topic: string, records: readonly OutgoingRecord[], bootstrap = brokers(),
+  properties: Record<string, string | number> = {}): Promise<void> {
   const producer = new Producer({ 'bootstrap.servers': bootstrap, 'dr_cb': true, 'linger.ms': 5,
-    'enable.idempotence': true });
+    'enable.idempotence': true, ...properties });
   await new Promise<void>((resolve, reject) => producer.connect({}, (err) => (err ? reject(err) : resolve())));
   producer.setPollInterval(5);
   let pending = records.length;

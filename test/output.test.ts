@@ -1,0 +1,50 @@
+import type { Message } from 'node-rdkafka';
+import { classifyProducerError } from '../lib/processor/deliver';
+import { deadLetterOutput, recordBytes } from '../lib/processor/output';
+
+function message(key: string | null, value: Buffer | null, headers?: Message['headers']): Message {
+  return { topic: 'in', partition: 2, offset: 7, key: key === null ? null : Buffer.from(key), value, size: value?.length ?? 0,
+    timestamp: 1_700_000_000_000, headers } as Message;
+}
+
+describe('dead-letter copies and the size limit', () => {
+  it('keeps a copy that fits byte for byte', () => {
+    const m = message('k', Buffer.from('abc'), [{ origin: 'x' }]);
+    const out = deadLetterOutput(m, 'dlq', 'undecodable', 'bad', 10_000);
+    expect(out.value).toBe(m.value);
+    expect(out.skipped).toBeUndefined();
+    expect(out.headers!.map((h) => Object.keys(h)[0])).toEqual(['origin', 'xgb.source.topic', 'xgb.source.partition',
+      'xgb.source.offset', 'xgb.error.reason', 'xgb.error.message']);
+  });
+
+  it('cuts the value of a copy that does not fit to exactly what fits, and says so', () => {
+    const value = Buffer.alloc(5000, 7);
+    const m = message('key', value);
+    const out = deadLetterOutput(m, 'dlq', 'undecodable', 'bad', 2000);
+    expect(recordBytes(out.key, out.value, out.headers)).toBe(2000);
+    expect(out.value!.length).toBeLessThan(2000);
+    expect(Buffer.compare(out.value!, value.subarray(0, out.value!.length))).toBe(0);
+    expect(out.headers!.slice(-2)).toEqual([{ 'xgb.error.original-size': '5000' }, { 'xgb.error.truncated': 'true' }]);
+  });
+
+  it('marks a record skipped when not even an empty value fits', () => {
+    const out = deadLetterOutput(message('k'.repeat(3000), Buffer.from('v')), 'dlq', 'undecodable', 'bad', 2000);
+    expect(out.skipped).toMatch(/^the dead-letter copy is \d+ bytes, and \d+ even with an empty value, more than the 2000-byte limit$/);
+  });
+});
+
+describe('producer errors', () => {
+  it.each([
+    [{ code: 10, message: 'Broker: Message size too large' }, 'record'],
+    [{ code: -1, message: 'message size too large' }, 'record'],
+    [{ code: -1, message: 'Broker: Broker failed to validate record' }, 'record'],
+    [{ code: 87, message: '' }, 'record'],
+    [{ code: 29, message: 'Broker: Topic authorization failed' }, 'fatal'],
+    [{ code: -1, message: 'Local: This instance has been fenced by a newer instance' }, 'fatal'],
+    [{ code: -192, message: 'Local: Message timed out' }, 'transient'],
+    [{ code: -1, message: 'Broker: Not leader for partition' }, 'transient'],
+    [{ code: -195, message: 'Local: Broker transport failure', isFatal: true }, 'fatal'],
+  ])('classes %j as %s', (err, kind) => {
+    expect(classifyProducerError({ isFatal: false, ...err })).toBe(kind);
+  });
+});
