@@ -66,6 +66,11 @@ export interface Delivery {
   pending(partitions?: readonly number[]): number;
   /** Before revoked partitions go: their outputs delivered (or the deadline passed), their offsets committed. */
   release(partitions: readonly number[], deadline: number): Promise<void>;
+  /**
+   * For partitions assigned again: the offset after the last record whose output this instance
+   * delivered, kept across the rebalance even when its commit failed. Partitions never held are absent.
+   */
+  deliveredUpTo(partitions: readonly number[]): Map<number, number>;
   /** At shutdown, after the last send: flush the producer and commit what was delivered. Resolves with whether all was. */
   finish(assigned: readonly number[], deadline: number): Promise<boolean>;
 }
@@ -104,6 +109,8 @@ export class AtLeastOnceDelivery implements Delivery {
   private chain: Promise<void> = Promise.resolve();
   private storeScheduled = false;
   private closing = false;
+  /** Per partition, the offset after the last record whose output was delivered: survives revocations. */
+  private readonly delivered = new Map<number, number>();
   /** Batches sent whose outputs are not all handed to the producer yet. */
   private unsent = 0;
   /** Drains waiting for the next delivery report. */
@@ -147,9 +154,20 @@ export class AtLeastOnceDelivery implements Delivery {
     if (!this.closing) {
       const drained = await this.waitFor(() => this.tracker.pending(partitions) === 0, deadline);
       if (!drained) this.ctx.log.warn('revoked partitions still had undelivered outputs', { partitions });
-      this.commit(this.tracker.takeStorable(partitions, true));
+      const offsets = this.tracker.takeStorable(partitions, true);
+      for (const o of offsets) this.delivered.set(o.partition, Math.max(o.offset, this.delivered.get(o.partition) ?? -1));
+      this.commit(offsets);
     }
     this.tracker.drop(partitions);
+  }
+
+  deliveredUpTo(partitions: readonly number[]): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const p of partitions) {
+      const offset = this.delivered.get(p);
+      if (offset !== undefined) out.set(p, offset);
+    }
+    return out;
   }
 
   async finish(assigned: readonly number[], deadline: number): Promise<boolean> {

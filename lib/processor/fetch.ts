@@ -29,6 +29,8 @@ export interface FetchContext {
   dispatch(batch: Message[]): void;
   /** Before revoked partitions go: lets their outputs finish and commits their offsets. */
   release(partitions: number[]): Promise<void>;
+  /** Where this instance's delivered outputs end, for partitions it held before (see Delivery). */
+  deliveredUpTo(partitions: readonly number[]): Map<number, number>;
   /** Stops the processor with a fatal error. */
   fail(err: Error): void;
 }
@@ -137,6 +139,63 @@ export class Fetcher {
     return kept;
   }
 
+  /**
+   * Partitions this instance held before start again after what it delivered, not at a committed
+   * offset that fell behind: a broker that restarts may forget the group, and the commits made meanwhile
+   * fail. They are paused until the committed offsets are known; then each starts at the larger of the
+   * committed offset and its delivered one (another instance may have delivered more in between), and
+   * a delivered offset ahead of the group's is committed.
+   */
+  private resumeAfterDelivered(delivered: Map<number, number>): void {
+    const { consumer, config, log } = this.ctx;
+    const topic = config.inputTopic;
+    const toppars = [...delivered.keys()].map((partition) => ({ topic, partition }));
+    consumer.pause(toppars);
+    const resume = (): void => {
+      const still = toppars.filter((t) => this.assigned.has(t.partition));
+      try {
+        if (still.length > 0) consumer.resume(still);
+      } catch (e) {
+        log.warn('could not resume partitions', { partitions: still.map((t) => t.partition), error: e });
+      }
+    };
+    consumer.committed(toppars, 10_000, (err, committed) => {
+      if (err) {
+        log.warn('committed offsets not known; resuming from them', { error: err.message });
+        resume();
+        return;
+      }
+      const ahead: Array<{ topic: string; partition: number; offset: number }> = [];
+      for (const c of committed) {
+        const ours = delivered.get(c.partition)!;
+        if (!this.assigned.has(c.partition) || (c.offset !== undefined && c.offset >= ours)) continue;
+        ahead.push({ topic, partition: c.partition, offset: ours });
+      }
+      if (ahead.length === 0) {
+        resume();
+        return;
+      }
+      log.info('resuming after the delivered outputs, ahead of the committed offsets', {
+        partitions: ahead.map((a) => ({ partition: a.partition, delivered: a.offset,
+          committed: committed.find((c) => c.partition === a.partition)?.offset })),
+      });
+      let left = ahead.length;
+      for (const a of ahead) {
+        consumer.seek(a, 0, (seekErr) => {
+          if (seekErr) log.warn('could not move to the delivered offset', { partition: a.partition, error: seekErr.message });
+          if (--left === 0) {
+            try {
+              consumer.commit(ahead);
+            } catch (e) {
+              log.warn('commit failed', { offsets: ahead, error: e });
+            }
+            resume();
+          }
+        });
+      }
+    });
+  }
+
   /** librdkafka's rebalance callback: the consumer is created with it. */
   onRebalance(err: LibrdKafkaError, assignment: TopicPartition[]): void {
     const { consumer, log, metrics } = this.ctx;
@@ -145,10 +204,12 @@ export class Fetcher {
     try {
       if (err.code === ERR_ASSIGN_PARTITIONS) {
         for (const p of partitions) this.assigned.add(p);
+        const delivered = this.ctx.deliveredUpTo(partitions);
         if (cooperative) consumer.incrementalAssign(assignment);
         else consumer.assign(assignment);
         log.info('partitions assigned', { partitions, assigned: this.assignedPartitions });
         metrics.assignedPartitions.set({}, this.assigned.size);
+        if (delivered.size > 0) this.resumeAfterDelivered(delivered);
       } else if (err.code === ERR_REVOKE_PARTITIONS) {
         for (const p of partitions) {
           this.assigned.delete(p);

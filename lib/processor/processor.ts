@@ -120,6 +120,7 @@ export class StreamProcessor {
       nextProgress: () => this.nextProgress(),
       dispatch: (batch) => this.dispatch(batch),
       release: (partitions) => this.delivery.release(partitions, Date.now() + config.shutdownTimeoutMs),
+      deliveredUpTo: (partitions) => this.delivery.deliveredUpTo(partitions),
       fail: (err) => this.fail(err),
     });
     this.delivery = new AtLeastOnceDelivery({
