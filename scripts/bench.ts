@@ -30,6 +30,8 @@ const HELP = `Usage: npm run bench -- [options]
   --rates <list>             offered rates of the latency runs, records/s (default 2000,20000)
   --rate <r>                 one offered rate: the same as --rates r
   --latency-seconds <s>      length of each latency run (default 20)
+  --warmup-seconds <s>       an unmeasured run at the same rate before each latency run, so that the
+                             broker's JIT has compiled its request path first (default 10; 0 for none)
   --random                   random valid records instead of the replay set cycled
   --modes <list>             comma-separated subset of: batch-1,default,passthrough (default: all three);
                              passthrough skips scoring, to measure Kafka through node-rdkafka alone
@@ -60,6 +62,7 @@ interface BenchOptions {
   records: number;
   rates: number[];
   latencySeconds: number;
+  warmupSeconds: number;
   random: boolean;
   modes: readonly Mode[];
   kafkaProperties: Record<string, string>;
@@ -67,7 +70,7 @@ interface BenchOptions {
 
 function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
   const o: BenchOptions = { brokers: process.env.KAFKA_BROKERS || undefined, records: 200_000, rates: [2000, 20000],
-    latencySeconds: 20, random: false, modes: DEFAULT_MODES, kafkaProperties: {} };
+    latencySeconds: 20, warmupSeconds: 10, random: false, modes: DEFAULT_MODES, kafkaProperties: {} };
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i];
     const value = (): string => {
@@ -93,6 +96,12 @@ function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
         break;
       }
       case '--latency-seconds': o.latencySeconds = positive(); break;
+      case '--warmup-seconds': {
+        const raw = value();
+        if (!/^\d+(\.\d+)?$/.test(raw)) throw new Error(`invalid --warmup-seconds '${raw}': expected a number >= 0`);
+        o.warmupSeconds = Number(raw);
+        break;
+      }
       case '--random': o.random = true; break;
       case '--modes': {
         const names = value().split(',');
@@ -210,16 +219,17 @@ async function endRun(running: Running, brokers: string, topics: DemoTopics, opt
 }
 
 async function latencyRun(brokers: string, mode: Mode, records: readonly ReplayRecord[], opts: BenchOptions,
-  rate: number, running: Running) {
+  rate: number, running: Running, seconds = opts.latencySeconds) {
   const topics = await createTopics(brokers, `bench-${mode.name}-lat`, 1, opts.kafkaProperties);
-  const count = Math.round(rate * opts.latencySeconds);
+  const count = Math.round(rate * seconds);
   try {
     running.processor = ProcessorChild.start(brokers, [...topicFlags(topics), '--group-id', `${topics.input}-g`,
       ...mode.args, ...kafkaArgs(opts)], mode.env);
     await running.processor.waitUntilAssigned(60_000, running.abort.signal);
     checkAborted(running);
+    // Sending starts once the reader reads: its group join and first fetch are not the processor's latency.
     running.reader = await OutputReader.start(brokers, [topics.suspicious, topics.regular, topics.deadLetter],
-      opts.kafkaProperties);
+      opts.kafkaProperties, { waitUntilReading: true });
     say(`${mode.name}: sending ${int(count)} records at ${int(rate)} records/s`);
     // linger.ms 1 on the sending side: its batching delay must not be counted as the processor's.
     const sent = await replay({ brokers, topic: topics.input, records, count, rate,
@@ -347,6 +357,13 @@ async function main(): Promise<number> {
         + `${throughput.cpuMicrosPerRecord.toFixed(1)} µs of processor CPU per record`);
       const latencies = [];
       for (const rate of opts.rates) {
+        if (opts.warmupSeconds > 0) {
+          // A freshly started broker JIT-compiles its request path for 10 s or so (its C2 compiler thread
+          // takes half a core of the two), and a change of load (the throughput run's large batches, another
+          // rate) compiles again: without a warm-up the first seconds measure that, not the processor.
+          say(`${mode.name}: ${opts.warmupSeconds} s of warm-up at ${int(rate)} records/s (not measured)`);
+          await latencyRun(brokers, mode, records, opts, rate, running, opts.warmupSeconds);
+        }
         const latency = await latencyRun(brokers, mode, records, opts, rate, running);
         say(`${mode.name} at ${int(rate)}/s: latency p50 ${latency.p50} ms, p99 ${latency.p99} ms`);
         latencies.push(latency);
@@ -363,7 +380,8 @@ async function main(): Promise<number> {
     } : undefined;
 
     const report = { startedAt: startedAt.toISOString(), machine: machine(), brokers, localBroker: broker.owned,
-      source, options: { records: opts.records, rates: opts.rates, latencySeconds: opts.latencySeconds }, modes: results, ratio };
+      source, options: { records: opts.records, rates: opts.rates, latencySeconds: opts.latencySeconds,
+        warmupSeconds: opts.warmupSeconds }, modes: results, ratio };
     const dir = path.join(ROOT, 'bench-results');
     mkdirSync(dir, { recursive: true });
     const stamp = startedAt.toISOString().replace(/[:.]/g, '-');

@@ -7,7 +7,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { AdminClient, KafkaConsumer, type Message } from 'node-rdkafka';
+import { AdminClient, KafkaConsumer, Producer, type Message } from 'node-rdkafka';
 import type { DemoTopics, ModelCardMetrics, ObservedMessage } from './demo-summary';
 
 export const ROOT = path.resolve(__dirname, '..');
@@ -159,6 +159,9 @@ export class ProcessorChild {
   }
 }
 
+/** The header of the output reader's readiness markers, which it reads back and never keeps. */
+const MARKER_HEADER = 'xgb-bench.marker';
+
 /**
  * Reads topics from the beginning and keeps every message with the time it arrived. One message is
  * awaited for up to 100 ms, then whatever is already fetched is taken without waiting: librdkafka's
@@ -171,7 +174,7 @@ export class OutputReader {
   private constructor(private readonly consumer: KafkaConsumer) {}
 
   static async start(brokers: string, topics: readonly string[],
-    kafkaProperties: Readonly<Record<string, string>> = {}): Promise<OutputReader> {
+    kafkaProperties: Readonly<Record<string, string>> = {}, options: { waitUntilReading?: boolean } = {}): Promise<OutputReader> {
     const consumer = new KafkaConsumer({
       'bootstrap.servers': brokers,
       'group.id': `xgb-stream-reader-${randomBytes(4).toString('hex')}`,
@@ -185,7 +188,43 @@ export class OutputReader {
     consumer.subscribe([...topics]);
     const reader = new OutputReader(consumer);
     reader.loop = reader.read();
+    if (options.waitUntilReading) {
+      try {
+        await reader.waitUntilReading(brokers, topics, kafkaProperties);
+      } catch (err) {
+        await reader.stop();
+        throw err;
+      }
+    }
     return reader;
+  }
+
+  /** Topics on which this reader's marker has come back. */
+  private readonly markersSeen = new Set<string>();
+
+  /**
+   * Writes a marker record (header MARKER_HEADER, never kept as an output) to every topic and waits
+   * until the reader has read each one back: the group is joined, the offsets are resolved and the
+   * fetches run. An assignment alone is not enough: the first fetch comes some 100 ms after it, and
+   * outputs written before then would count that as latency.
+   */
+  private async waitUntilReading(brokers: string, topics: readonly string[],
+    kafkaProperties: Readonly<Record<string, string>>, timeoutMs = 30_000): Promise<void> {
+    const producer = new Producer({ 'bootstrap.servers': brokers, 'linger.ms': 0, ...kafkaProperties });
+    await new Promise<void>((resolve, reject) => producer.connect({ timeout: 30_000 },
+      (err) => (err ? reject(new Error(`could not connect the marker producer to ${brokers}: ${err.message}`)) : resolve())));
+    try {
+      const id = randomBytes(6).toString('hex');
+      for (const t of topics) producer.produce(t, null, Buffer.from('marker'), null, Date.now(), undefined, [{ [MARKER_HEADER]: id }]);
+      await new Promise<void>((resolve, reject) => producer.flush(timeoutMs, (err) => (err ? reject(err) : resolve())));
+      const deadline = Date.now() + timeoutMs;
+      while (this.markersSeen.size < topics.length) {
+        if (Date.now() > deadline) throw new Error(`the output reader did not read its markers back within ${timeoutMs / 1000} s`);
+        await new Promise((res) => setTimeout(res, 5));
+      }
+    } finally {
+      await new Promise<void>((resolve) => producer.disconnect(() => resolve()));
+    }
   }
 
   private consume(n: number, timeoutMs: number): Promise<Message[]> {
@@ -199,6 +238,10 @@ export class OutputReader {
       if (batch.length > 0) batch = batch.concat(await this.consume(499, 1));
       const at = Date.now();
       for (const m of batch) {
+        if (m.headers?.some((h) => MARKER_HEADER in h)) {
+          this.markersSeen.add(m.topic);
+          continue;
+        }
         this.messages.push({ topic: m.topic, value: m.value, headers: m.headers, timestamp: m.timestamp, receivedAtMs: at });
       }
     }
