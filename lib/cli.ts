@@ -86,7 +86,8 @@ async function main(): Promise<number> {
     process.stderr.write(`xgb-stream: ${(err as Error).message}\n`);
     metricsServer?.close();
     classifier.close();
-    return EXIT.failure;
+    // A setting the cluster cannot honour is a usage error, like a bad flag.
+    return err instanceof ConfigError ? EXIT.usage : EXIT.failure;
   }
   // One human line for someone watching a terminal; logs collected from a pipe stay pure JSON and quiet.
   if (process.stderr.isTTY) {

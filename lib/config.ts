@@ -8,6 +8,8 @@
 export type OutputFormat = 'protobuf' | 'json' | 'float';
 /** Whether suspicious records carry per-feature contributions, and computed how. */
 export type ExplainMode = 'none' | 'approx' | 'exact';
+/** What a crash or a rebalance may do to the outputs: duplicate some, or never. */
+export type Guarantee = 'at-least-once' | 'exactly-once';
 /** Log levels, most severe first. */
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -15,6 +17,10 @@ export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 export interface ProcessorConfig {
   readonly brokers: string;
   readonly groupId: string;
+  readonly guarantee: Guarantee;
+  /** Static group membership (group.instance.id); also names the transactional producer. */
+  readonly instanceId: string | undefined;
+  readonly commitIntervalMs: number;
   readonly inputTopic: string;
   readonly suspiciousTopic: string;
   readonly regularTopic: string;
@@ -73,6 +79,13 @@ export const OPTIONS: readonly Option[] = [
     help: 'Kafka bootstrap servers (host:port, comma-separated)' },
   { flag: '--group-id', env: 'GROUP_ID', key: 'groupId', kind: 'string', def: 'xgb-stream',
     help: 'consumer group; instances in one group split the input partitions' },
+  { flag: '--guarantee', env: 'GUARANTEE', key: 'guarantee', kind: 'enum', def: 'at-least-once',
+    choices: ['at-least-once', 'exactly-once'],
+    help: 'at-least-once (a crash may output a record twice) or exactly-once (Kafka transactions)' },
+  { flag: '--instance-id', env: 'INSTANCE_ID', key: 'instanceId', kind: 'string',
+    help: 'this instance\'s stable, unique id: static group membership (group.instance.id), and the transactional.id' },
+  { flag: '--commit-interval-ms', env: 'COMMIT_INTERVAL_MS', key: 'commitIntervalMs', kind: 'int', def: '100',
+    min: 1, max: 600000, help: 'exactly-once: how often the open transaction commits' },
   { flag: '--input-topic', env: 'INPUT_TOPIC', key: 'inputTopic', kind: 'string', def: 'predict-requests',
     help: 'topic of PredictRequest records' },
   { flag: '--suspicious-topic', env: 'SUSPICIOUS_TOPIC', key: 'suspiciousTopic', kind: 'string',
@@ -184,6 +197,24 @@ export function addKafkaProperty(raw: string, source: string, into: Record<strin
   into[raw.slice(0, eq).trim()] = raw.slice(eq + 1);
 }
 
+/** librdkafka settings that exactly-once delivery sets itself, with the value it needs. */
+const EXACTLY_ONCE_NEEDS: Readonly<Record<string, string | undefined>> = {
+  'enable.idempotence': 'true',
+  'enable.auto.commit': 'false',
+  'isolation.level': 'read_committed',
+  'transactional.id': undefined,
+};
+
+function checkExactlyOnceProperties(properties: Readonly<Record<string, string>>): void {
+  for (const [key, needed] of Object.entries(EXACTLY_ONCE_NEEDS)) {
+    const given = properties[key];
+    if (given === undefined || given === needed) continue;
+    throw new ConfigError(needed === undefined
+      ? `-X ${key} cannot be set with --guarantee exactly-once: it is derived from --group-id and --instance-id`
+      : `-X ${key}=${given} cannot be used with --guarantee exactly-once, which needs ${key}=${needed}`);
+  }
+}
+
 /**
  * Parses flags (`argv` without node and the script) and environment variables into a configuration.
  * Throws ConfigError naming the setting at the first one that is unknown or invalid.
@@ -230,6 +261,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     if (values[o.key] === undefined && o.def !== undefined) values[o.key] = parseValue(o, o.def, o.flag);
   }
   const config = { ...values, kafkaProperties: Object.freeze(kafkaProperties) } as unknown as ProcessorConfig;
+  if (config.guarantee === 'exactly-once') checkExactlyOnceProperties(kafkaProperties);
   const topics = [config.inputTopic, config.suspiciousTopic, config.regularTopic, config.deadLetterTopic];
   if (new Set(topics).size !== topics.length) {
     throw new ConfigError(`the input, suspicious, regular and dead-letter topics must differ: ${topics.join(', ')}`);

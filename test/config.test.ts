@@ -20,7 +20,8 @@ describe('configuration', () => {
   it('has the documented defaults', () => {
     const c = run([]);
     expect(c).toEqual({
-      brokers: '127.0.0.1:9092', groupId: 'xgb-stream', inputTopic: 'predict-requests',
+      brokers: '127.0.0.1:9092', groupId: 'xgb-stream', guarantee: 'at-least-once', instanceId: undefined,
+      commitIntervalMs: 100, inputTopic: 'predict-requests',
       suspiciousTopic: 'suspicious-events', regularTopic: 'regular-events', deadLetterTopic: 'predict-requests.dlq',
       modelPath: 'models/default/model.ubj', threshold: undefined, batchSize: 500, batchWaitMs: 0,
       outputFormat: 'protobuf', provenanceHeaders: false, explain: 'none', topK: 3, rejectMissing: false,

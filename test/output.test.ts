@@ -1,5 +1,5 @@
 import type { Message } from 'node-rdkafka';
-import { classifyProducerError } from '../lib/processor/deliver';
+import { classifyProducerError } from '../lib/processor/output-writer';
 import { deadLetterOutput, recordBytes } from '../lib/processor/output';
 
 function message(key: string | null, value: Buffer | null, headers?: Message['headers']): Message {

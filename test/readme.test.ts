@@ -52,7 +52,10 @@ describe('README: configuration reference', () => {
     for (const o of OPTIONS) {
       const row = rows.find((r) => r.flags[0] === o.flag)!;
       const shown = literals(row.def)[0];
-      if (o.def === undefined) {
+      if (o.def === undefined && o.flag === '--instance-id') {
+        // No id unless given: the membership is then dynamic.
+        expect(row.def).toBe('none');
+      } else if (o.def === undefined) {
         // Only the threshold has no fixed default: the model's attribute, else 0.5.
         expect(o.flag).toBe('--threshold');
         expect(row.def).toBe("model's `threshold` attribute, else 0.5");

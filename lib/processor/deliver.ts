@@ -6,50 +6,13 @@
  * At-least-once: a partition's offset is stored (and later committed by librdkafka's auto-commit) only
  * once the output of every record before it has a successful delivery report.
  */
-import type { DeliveryReport, KafkaConsumer, LibrdKafkaError, Message, Producer } from 'node-rdkafka';
-import type { Logger } from '../log';
-import type { ProcessorMetrics } from '../metrics';
-import { OffsetTracker, type PartitionOffset, type RecordPosition, type TrackedBatch } from './offsets';
-import { deadLetterOutput, type Output } from './output';
+import type { DeliveryReport, KafkaConsumer, LibrdKafkaError, Message } from 'node-rdkafka';
+import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
+import type { Output } from './output';
+import { InFlightOutput, OutputWriter, classifyProducerError, type WriterContext } from './output-writer';
 
-const ERR_QUEUE_FULL = -184;
 /** Attempts to deliver one output before the processor stops without storing past it. */
 const DELIVERY_ATTEMPTS = 3;
-
-/**
- * Producer errors that concern one record and will not pass on a retry: the record is too large, or
- * the broker finds it invalid. Its input becomes a dead letter (or is skipped); the partition goes on.
- */
-const RECORD_ERRORS: ReadonlyMap<number, string> = new Map([
-  [10, 'MSG_SIZE_TOO_LARGE'], [4, 'INVALID_MSG_SIZE'], [18, 'RECORD_LIST_TOO_LARGE'], [87, 'INVALID_RECORD'],
-  [2, 'CORRUPT_MESSAGE'],
-]);
-/** Producer errors no retry or restart cures: the processor stops with status 1. */
-const FATAL_ERRORS: ReadonlyMap<number, string> = new Map([
-  [29, 'TOPIC_AUTHORIZATION_FAILED'], [31, 'CLUSTER_AUTHORIZATION_FAILED'], [53, 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED'],
-  [90, 'PRODUCER_FENCED'], [-144, '_FENCED'], [47, 'INVALID_PRODUCER_EPOCH'],
-]);
-
-/**
- * node-rdkafka hands a delivery report's error over as its text alone (code -1): librdkafka's own
- * description, or the broker's error message. The texts of the errors above, in both forms.
- */
-const RECORD_ERROR_TEXT = /message size too large|record.* too large|batch larger than|invalid message|failed to validate record|corrupt/i;
-const FATAL_ERROR_TEXT = /authori[sz]ation failed|fenced|old epoch/i;
-
-/** How the deliver stage treats a producer error; the README's table of them. */
-export type ProducerErrorClass = 'record' | 'fatal' | 'transient';
-
-/** Record-level, fatal or transient: see {@link RECORD_ERRORS} and {@link FATAL_ERRORS}; the rest is retried. */
-export function classifyProducerError(err: Pick<LibrdKafkaError, 'code' | 'isFatal' | 'message'>): ProducerErrorClass {
-  if (err.isFatal || FATAL_ERRORS.has(err.code)) return 'fatal';
-  if (RECORD_ERRORS.has(err.code)) return 'record';
-  if (err.code === -1 || err.code === undefined) {
-    if (FATAL_ERROR_TEXT.test(err.message)) return 'fatal';
-    if (RECORD_ERROR_TEXT.test(err.message)) return 'record';
-  }
-  return 'transient';
-}
 
 /** How the processor hands its work to a delivery mode. */
 export interface Delivery {
@@ -76,16 +39,8 @@ export interface Delivery {
 }
 
 /** What the deliver stage needs from the processor. */
-export interface DeliveryContext {
-  readonly producer: Producer;
+export interface DeliveryContext extends WriterContext {
   readonly consumer: KafkaConsumer;
-  readonly inputTopic: string;
-  readonly deadLetterTopic: string;
-  readonly outputTopics: readonly string[];
-  /** Largest output record that the producer and the output topics accept, in bytes. */
-  readonly maxOutputBytes: number;
-  readonly log: Logger;
-  readonly metrics: ProcessorMetrics;
   /** Partitions currently assigned: only theirs are stored. */
   assignedPartitions(): readonly number[];
   /** Called after every delivery report: the fetch loop and the drains wait on it. */
@@ -94,12 +49,6 @@ export interface DeliveryContext {
   fail(err: Error): void;
   /** Whether the processor is stopping after a fatal error: waiting for deliveries is then pointless. */
   failed(): boolean;
-}
-
-/** One output in flight: enough to produce it again, and to find its record in the tracker. */
-class InFlightOutput {
-  attempt = 0;
-  constructor(readonly output: Output, readonly batch: TrackedBatch, readonly row: number) {}
 }
 
 /** Default delivery mode; see the module comment. */
@@ -115,16 +64,11 @@ export class AtLeastOnceDelivery implements Delivery {
   private unsent = 0;
   /** Drains waiting for the next delivery report. */
   private waiters: Array<() => void> = [];
-  /** Per-record metric series, bound once: a delivery report updates them without formatting labels. */
-  private readonly recordsOutByTopic: Map<string, { inc(by?: number): void }>;
-  private readonly deadLettersByReason = new Map<string, { inc(by?: number): void }>();
-  private readonly endToEnd: { observe(value: number): void };
-  private readonly skippedByReason = new Map<string, { inc(by?: number): void }>();
+  private readonly writer: OutputWriter;
 
   constructor(private readonly ctx: DeliveryContext) {
     this.tracker = new OffsetTracker(ctx.inputTopic);
-    this.recordsOutByTopic = new Map(ctx.outputTopics.map((topic) => [topic, ctx.metrics.recordsOut.child({ topic })]));
-    this.endToEnd = ctx.metrics.endToEndSeconds.child();
+    this.writer = new OutputWriter(ctx);
     ctx.producer.on('delivery-report', (err, report) => this.onDelivery(err, report));
   }
 
@@ -207,77 +151,18 @@ export class AtLeastOnceDelivery implements Delivery {
   private async produceItem(item: InFlightOutput): Promise<void> {
     for (;;) {
       if (item.output.skipped !== undefined) {
-        this.skip(item);
+        // No output at all: the record is done, and its offset may pass.
+        this.writer.skipped(item.output);
+        this.tracker.delivered(item.batch, item.row);
+        this.scheduleStore();
+        this.progress();
         return;
       }
-      const result = this.tryProduce(item);
+      const result = this.writer.tryProduce(item);
       if (result === 'queued') return;
-      if (result === 'full') await this.queueRoom();
-      else item = this.rejected(item, result);
+      if (result === 'full') await this.writer.queueRoom();
+      else item = new InFlightOutput(this.writer.rejected(item.output, result), item.batch, item.row);
     }
-  }
-
-  /**
-   * Produces one output: 'queued', 'full' when librdkafka's local queue is full, or the error when
-   * librdkafka refuses this record for good (too large for its message.max.bytes).
-   */
-  private tryProduce(item: InFlightOutput): 'queued' | 'full' | LibrdKafkaError {
-    const { topic, headers } = item.output;
-    const value = nonNullEmpty(item.output.value);
-    const key = typeof item.output.key === 'string' ? item.output.key : nonNullEmpty(item.output.key);
-    try {
-      this.ctx.producer.produce(topic, null, value, key, null, item, headers);
-    } catch (err) {
-      const e = err as LibrdKafkaError;
-      if (e.code === ERR_QUEUE_FULL) return 'full';
-      if (classifyProducerError(e) === 'record') return e;
-      throw err;
-    }
-    item.attempt++;
-    return 'queued';
-  }
-
-  /**
-   * What replaces an output refused for good: a scored output becomes a dead letter of its input,
-   * cut to fit if need be; a refused dead letter is skipped (the configured limit is above the topic's).
-   */
-  private rejected(item: InFlightOutput, err: LibrdKafkaError): InFlightOutput {
-    const { output } = item;
-    const position = this.positionOf(item);
-    this.ctx.log.warn('output refused', {
-      topic: output.topic, sourcePartition: position.partition, sourceOffset: position.offset,
-      error: err.message, code: err.code,
-    });
-    const text = `the output was refused: ${err.message}`;
-    const replacement: Output = output.deadLetterReason === undefined
-      ? deadLetterOutput(output.source, this.ctx.deadLetterTopic, 'output-too-large', text, this.ctx.maxOutputBytes)
-      : { ...output, skipped: `${text}; the output topics' limit may be below --max-message-bytes` };
-    return new InFlightOutput(replacement, item.batch, item.row);
-  }
-
-  /** A record with no output at all: logged with enough to find it, counted, and its offset passed. */
-  private skip(item: InFlightOutput): void {
-    const { output } = item;
-    const reason = output.deadLetterReason ?? 'unknown';
-    const { key, value } = output.source;
-    const keyPrefix = key === null || key === undefined ? null
-      : Buffer.isBuffer(key) ? key.toString('utf8', 0, 64) : String(key).slice(0, 64);
-    this.ctx.log.error('record skipped: no output fits', {
-      topic: this.ctx.inputTopic, partition: output.source.partition, offset: output.source.offset, keyPrefix,
-      keyBytes: key?.length ?? 0, valueBytes: value?.length ?? 0, reason, error: output.skipped,
-    });
-    let counter = this.skippedByReason.get(reason);
-    if (!counter) this.skippedByReason.set(reason, (counter = this.ctx.metrics.recordsSkipped.child({ reason })));
-    counter.inc();
-    this.tracker.delivered(item.batch, item.row);
-    this.scheduleStore();
-    this.progress();
-  }
-
-  /** Lets delivery reports drain librdkafka's full queue. */
-  private queueRoom(): Promise<void> {
-    this.ctx.producer.poll();
-    return new Promise((resolve) => setTimeout(resolve, 5));
   }
 
   private onDelivery(err: LibrdKafkaError | null, report: DeliveryReport): void {
@@ -285,14 +170,15 @@ export class AtLeastOnceDelivery implements Delivery {
     const { output } = item;
     if (err) {
       this.ctx.metrics.deliveryFailures.inc();
-      const position = this.positionOf(item);
+      const position = this.tracker.positionOf(item.batch, item.row);
       const kind = classifyProducerError(err);
       this.ctx.log.error('delivery failed', {
         topic: output.topic, sourcePartition: position.partition, sourceOffset: position.offset,
         attempt: item.attempt, error: err.message, code: err.code, kind,
       });
       if (kind === 'record' && !this.closing) {
-        this.produceItem(this.rejected(item, err)).catch((e) => this.ctx.fail(e as Error));
+        const replacement = new InFlightOutput(this.writer.rejected(output, err), item.batch, item.row);
+        this.produceItem(replacement).catch((e) => this.ctx.fail(e as Error));
       } else if (kind === 'transient' && item.attempt < DELIVERY_ATTEMPTS && !this.closing) {
         this.produceItem(item).catch((e) => this.ctx.fail(e as Error));
       } else {
@@ -304,20 +190,9 @@ export class AtLeastOnceDelivery implements Delivery {
       return;
     }
     this.tracker.delivered(item.batch, item.row);
-    const reason = output.deadLetterReason;
-    if (reason !== undefined) {
-      let counter = this.deadLettersByReason.get(reason);
-      if (!counter) this.deadLettersByReason.set(reason, (counter = this.ctx.metrics.deadLetters.child({ reason })));
-      counter.inc();
-    }
-    this.recordsOutByTopic.get(output.topic)!.inc();
-    this.endToEnd.observe(Math.max(0, Date.now() - output.eventTimestampMs) / 1000);
+    this.writer.delivered(output, Date.now());
     this.scheduleStore();
     this.progress();
-  }
-
-  private positionOf(item: InFlightOutput): RecordPosition {
-    return this.tracker.positionOf(item.batch, item.row);
   }
 
   private progress(): void {
@@ -355,16 +230,4 @@ export class AtLeastOnceDelivery implements Delivery {
       this.ctx.log.warn('commit failed', { offsets, error: err });
     }
   }
-}
-
-/**
- * A zero-length Buffer that node-rdkafka writes as an empty value, not as null. node-rdkafka passes a
- * Buffer's data pointer to librdkafka, and a zero-length Buffer of its own has none: librdkafka then
- * writes a null (a tombstone, which deletes the key on a compacted topic). A zero-length view into a
- * larger allocation has a pointer, and so stays empty.
- */
-const EMPTY = Buffer.alloc(1).subarray(0, 0);
-
-function nonNullEmpty<T extends Buffer | null | undefined>(bytes: T): T {
-  return (bytes && bytes.length === 0 ? EMPTY : bytes) as T;
 }

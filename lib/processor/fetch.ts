@@ -10,6 +10,9 @@ import type { ProcessorMetrics } from '../metrics';
 
 const ERR_ASSIGN_PARTITIONS = -175;
 const ERR_REVOKE_PARTITIONS = -174;
+/** librdkafka's logical offsets: the start and the end of a partition. */
+const OFFSET_BEGINNING = -2;
+const OFFSET_END = -1;
 /** How long a consume call waits for the first record of a batch before looking at the world again. */
 export const IDLE_CONSUME_MS = 100;
 
@@ -42,8 +45,10 @@ export class Fetcher {
   private readonly revocations = new Map<number, number>();
   /** Revocations so far, all partitions together: lets a batch fetched across none skip the checks. */
   private revokedSoFar = 0;
-  /** Settles once the last revocation has released its partitions. */
+  /** Settles once the last revocation has released its partitions (or the last rewind has moved them). */
   rebalancing: Promise<void> = Promise.resolve();
+  /** While a rewind moves the partitions, records fetched meanwhile are dropped without seeks of their own. */
+  private rewinding = false;
 
   constructor(private readonly ctx: FetchContext) {}
 
@@ -128,6 +133,7 @@ export class Fetcher {
       rewind.set(m.partition, Math.min(rewind.get(m.partition) ?? Infinity, m.offset));
       return false;
     });
+    if (this.rewinding) rewind.clear();
     for (const [partition, offset] of rewind) {
       this.ctx.consumer.seek({ topic: this.ctx.config.inputTopic, partition, offset }, 0, (err) => {
         if (err) this.ctx.fail(new Error(`could not rewind partition ${partition} to offset ${offset}: ${err.message}`));
@@ -137,6 +143,49 @@ export class Fetcher {
       this.ctx.log.debug('dropped records of revoked partitions', { dropped: batch.length - kept.length, rewound: [...rewind] });
     }
     return kept;
+  }
+
+  /**
+   * Moves every assigned partition back to its committed offset (where there is none, to where
+   * `auto.offset.reset` starts), after an aborted transaction. Records fetched before the move are
+   * dropped, and the fetch loop waits until every partition has moved.
+   */
+  rewind(): Promise<void> {
+    const { consumer, config } = this.ctx;
+    const partitions = this.assignedPartitions;
+    for (const p of partitions) this.revocations.set(p, (this.revocations.get(p) ?? 0) + 1);
+    this.revokedSoFar++;
+    this.rewinding = true;
+    const toppars = partitions.map((partition) => ({ topic: config.inputTopic, partition }));
+    const fromStart = config.kafkaProperties['auto.offset.reset'] === 'latest' ? OFFSET_END : OFFSET_BEGINNING;
+    const moved = new Promise<void>((resolve, reject) => {
+      if (toppars.length === 0) {
+        resolve();
+        return;
+      }
+      consumer.committed(toppars, 10_000, (err, committed) => {
+        if (err) {
+          reject(new Error(`could not read the committed offsets to rewind to: ${err.message}`));
+          return;
+        }
+        let left = committed.length;
+        for (const c of committed) {
+          const offset = typeof c.offset === 'number' && c.offset >= 0 ? c.offset : fromStart;
+          consumer.seek({ topic: c.topic, partition: c.partition, offset }, 0, (seekErr) => {
+            if (seekErr) {
+              reject(new Error(`could not rewind partition ${c.partition} to offset ${offset}: ${seekErr.message}`));
+              return;
+            }
+            if (--left === 0) resolve();
+          });
+        }
+        this.ctx.log.info('rewound to the committed offsets', {
+          offsets: committed.map((c) => ({ partition: c.partition, offset: c.offset })),
+        });
+      });
+    }).finally(() => { this.rewinding = false; });
+    this.rebalancing = this.rebalancing.then(() => moved);
+    return moved;
   }
 
   /**

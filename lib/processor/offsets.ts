@@ -175,6 +175,11 @@ export class OffsetTracker {
     return out;
   }
 
+  /** Forgets every partition (after an aborted transaction): late reports for them are ignored. */
+  dropAll(): void {
+    this.drop([...this.partitions.keys()]);
+  }
+
   /** Forgets partitions (after they were revoked): late delivery reports for them are ignored. */
   drop(partitions: readonly number[]): void {
     for (const p of partitions) {

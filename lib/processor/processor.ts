@@ -11,7 +11,10 @@ import { EXIT } from '../exit';
 import type { ProcessorConfig } from '../config';
 import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
-import { AtLeastOnceDelivery, type Delivery } from './deliver';
+import { hostname } from 'node:os';
+import { ConfigError } from '../config';
+import { AtLeastOnceDelivery, type Delivery, type DeliveryContext } from './deliver';
+import { ExactlyOnceDelivery } from './deliver-transactional';
 import { Fetcher } from './fetch';
 import { BatchScorer, type Scorer } from './score';
 import { ensureTopics } from './topics';
@@ -49,6 +52,9 @@ export class StreamProcessor {
   /** The model's version, the xgboost release that saved it and the libxgboost that scores it. */
   private readonly modelFacts: Record<string, string>;
   private readonly maxInFlight: number;
+  /** The producer's transactional.id under exactly-once: the group id and the instance id (or host name). */
+  private readonly transactionalId: string;
+  private transactions: ExactlyOnceDelivery | undefined;
 
   private stopping = false;
   private fetchLoopDone: Promise<void> = Promise.resolve();
@@ -86,11 +92,16 @@ export class StreamProcessor {
       'event_cb': 'debug' in config.kafkaProperties,
       ...properties.global,
     };
+    const exactlyOnce = config.guarantee === 'exactly-once';
+    /** Stable across restarts, unique per instance: initTransactions then aborts what a crash left open. */
+    this.transactionalId = `${config.groupId}.${config.instanceId ?? hostname()}`;
     this.consumer = new KafkaConsumer({
       'group.id': config.groupId,
-      'enable.auto.commit': true,
-      // Offsets are stored by hand, only after delivery; auto-commit then commits what was stored.
+      // At-least-once: offsets are stored by hand, only after delivery, and auto-commit commits what was
+      // stored. Exactly-once: offsets are committed inside the transactions, never by the consumer.
+      'enable.auto.commit': !exactlyOnce,
       'enable.auto.offset.store': false,
+      ...(config.instanceId !== undefined ? { 'group.instance.id': config.instanceId } : {}),
       // Commits once a second what was stored: bounds what a crash makes the next owner score again.
       'auto.commit.interval.ms': 1000,
       'enable.partition.eof': false,
@@ -108,6 +119,9 @@ export class StreamProcessor {
       // Also bounds the batches librdkafka builds, so that many small outputs never make one batch
       // larger than the topics accept.
       'message.max.bytes': maxOutputBytes,
+      // 10 s, as Kafka Streams sets it under exactly-once: a crashed instance that is not restarted
+      // holds back read_committed readers of its output partitions for that long, not for a minute.
+      ...(exactlyOnce ? { 'transactional.id': this.transactionalId, 'transaction.timeout.ms': 10_000 } : {}),
       ...common,
     }, { 'acks': -1, ...properties.topic });
 
@@ -123,7 +137,7 @@ export class StreamProcessor {
       deliveredUpTo: (partitions) => this.delivery.deliveredUpTo(partitions),
       fail: (err) => this.fail(err),
     });
-    this.delivery = new AtLeastOnceDelivery({
+    const deliveryContext: DeliveryContext = {
       producer: this.producer, consumer: this.consumer, inputTopic: config.inputTopic,
       deadLetterTopic: config.deadLetterTopic,
       outputTopics: [config.suspiciousTopic, config.regularTopic, config.deadLetterTopic], maxOutputBytes,
@@ -132,7 +146,13 @@ export class StreamProcessor {
       onProgress: () => this.notifyProgress(),
       fail: (err) => this.fail(err),
       failed: () => this.fatalError !== undefined,
-    });
+    };
+    this.delivery = exactlyOnce
+      ? (this.transactions = new ExactlyOnceDelivery({
+        ...deliveryContext, commitIntervalMs: config.commitIntervalMs, transactionalId: this.transactionalId,
+        rewind: () => this.fetcher.rewind(),
+      }))
+      : new AtLeastOnceDelivery(deliveryContext);
   }
 
   /** Whether the processor holds partitions and a model: what `/readyz` reports. */
@@ -150,6 +170,7 @@ export class StreamProcessor {
     await connect(this.producer, 'producer');
     try {
       await ensureTopics(this.producer, this.config, this.log);
+      if (this.transactions) await this.initTransactions(this.transactions);
       await connect(this.consumer, 'consumer');
     } catch (err) {
       await disconnect(this.producer);
@@ -168,8 +189,21 @@ export class StreamProcessor {
     this.log.info('processor started', {
       brokers: this.config.brokers, inputTopic: this.config.inputTopic, groupId: this.config.groupId,
       threshold: this.threshold, ...this.modelFacts, batchSize: this.config.batchSize,
+      guarantee: this.config.guarantee, instanceId: this.config.instanceId,
     });
     this.fetchLoopDone = this.fetcher.run().catch((err) => this.fail(err as Error));
+  }
+
+  private async initTransactions(transactions: ExactlyOnceDelivery): Promise<void> {
+    try {
+      await transactions.init();
+    } catch (err) {
+      const e = err as LibrdKafkaError;
+      throw new ConfigError(`--guarantee exactly-once: the brokers at ${this.config.brokers} did not start `
+        + `transactions for transactional.id '${this.transactionalId}' (${e.message}). They need Kafka 2.5 or `
+        + 'newer with a transaction state log (transaction.state.log.replication.factor no larger than the brokers)');
+    }
+    this.log.info('transactions ready', { transactionalId: this.transactionalId });
   }
 
   /**

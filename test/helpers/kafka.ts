@@ -302,3 +302,41 @@ export async function partitionCount(topic: string, bootstrap = brokers()): Prom
     await new Promise<void>((resolve) => admin.disconnect(() => resolve()));
   }
 }
+
+/**
+ * Every record of the given topics that a read_committed reader sees, from the start of each
+ * partition to its end (the last stable offset). Call it once no transaction is open: after the
+ * processors have exited, or have committed what they wrote.
+ */
+export async function readCommitted(topics: readonly string[], bootstrap = brokers()): Promise<Message[]> {
+  const consumer = new KafkaConsumer({
+    'bootstrap.servers': bootstrap, 'group.id': uniqueName('committed-reader'), 'enable.auto.commit': false,
+    'enable.partition.eof': true, 'isolation.level': 'read_committed',
+  }, { 'auto.offset.reset': 'earliest' });
+  await new Promise<void>((resolve, reject) => consumer.connect({}, (err) => (err ? reject(err) : resolve())));
+  try {
+    const metadata = await new Promise<{ topics: Array<{ name: string; partitions: Array<{ id: number }> }> }>(
+      (resolve, reject) => consumer.getMetadata({ timeout: 10_000 }, (err, m) => (err ? reject(err) : resolve(m))));
+    const all: Array<{ topic: string; partition: number }> = [];
+    for (const topic of topics) {
+      const found = metadata.topics.find((t) => t.name === topic);
+      if (!found) throw new Error(`readCommitted: no topic ${topic}`);
+      for (const { id } of found.partitions) all.push({ topic, partition: id });
+    }
+    const left = new Set(all.map((t) => `${t.topic}/${t.partition}`));
+    consumer.on('partition.eof', (eof: { topic: string; partition: number }) => left.delete(`${eof.topic}/${eof.partition}`));
+    consumer.assign(all.map((t) => ({ ...t, offset: 0 })));
+    consumer.setDefaultConsumeTimeout(200);
+    const messages: Message[] = [];
+    const deadline = Date.now() + 60_000;
+    while (left.size > 0) {
+      if (Date.now() > deadline) throw new Error(`readCommitted: timed out with ${messages.length} messages`);
+      const batch = await new Promise<Message[]>((resolve, reject) =>
+        consumer.consume(1000, (err, m) => (err ? reject(err) : resolve(m))));
+      messages.push(...batch);
+    }
+    return messages;
+  } finally {
+    await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * `--guarantee exactly-once` on the real broker: a read_committed reader of the suspicious, regular and
+ * dead-letter topics sees every input exactly once, with its right score, through processor SIGKILLs,
+ * a broker killed -9, a rebalance, and a zombie instance, which is fenced. Also static membership
+ * (`--instance-id`) and the settings exactly-once refuses.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import type { Message } from 'node-rdkafka';
+import { Classifier } from '../lib/classifier';
+import { decodeScoredRecord } from '../lib/codec';
+import { replay, type ReplayRecord } from '../lib/replay';
+import { MODEL_PATH, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
+import {
+  ProcessorProcess, ROOT, brokers, committedOffsets, createTopicSet, outputTopics, readCommitted, runCli, topicFlags,
+  uniqueName, type TopicSet,
+} from './helpers/kafka';
+
+let vectors: TestVectors;
+let classifier: Classifier;
+beforeAll(() => {
+  vectors = loadTestVectors();
+  classifier = Classifier.load(MODEL_PATH);
+});
+afterAll(() => classifier.close());
+
+/** Distinct valid requests, `i` naming each: its recordID and its test-vector row. */
+function inputs(n: number, prefix: string): ReplayRecord[] {
+  return Array.from({ length: n }, (_, i) => ({
+    recordID: `${prefix}-${i}`, features: Array.from(row(vectors, i % vectors.rows)),
+  })) as ReplayRecord[];
+}
+
+/** Sends `records` at `rate`/s while `during` runs; resolves when both are done. */
+async function stream(bootstrap: string, topic: string, records: ReplayRecord[], rate: number,
+  during: () => Promise<void>): Promise<void> {
+  const sending = replay({ brokers: bootstrap, topic, records, rate, kafkaProperties: { 'message.timeout.ms': '300000' } });
+  await during();
+  expect(await sending).toMatchObject({ sent: records.length, failed: 0 });
+}
+
+/** Checks a read_committed view: every input exactly once, on the topic its score says, with that score. */
+function expectExactlyOnce(all: Message[], topics: TopicSet, records: ReplayRecord[], prefix: string): void {
+  const seen = new Map<string, number>();
+  for (const m of all) {
+    expect(m.topic).not.toBe(topics.deadLetter);
+    const r = decodeScoredRecord(m.value!);
+    seen.set(r.recordID, (seen.get(r.recordID) ?? 0) + 1);
+    const i = Number(r.recordID.slice(prefix.length + 1));
+    const expected = classifier.predict(row(vectors, i % vectors.rows));
+    expect(r.score).toBe(expected);
+    expect(m.topic).toBe(expected >= 0.5 ? topics.suspicious : topics.regular);
+  }
+  const twice = [...seen.values()].filter((n) => n > 1).length;
+  process.stdout.write(`exactly-once: ${records.length} in, ${all.length} read_committed out, `
+    + `${seen.size} distinct, ${twice} more than once\n`);
+  expect(seen.size).toBe(records.length);
+  expect(all).toHaveLength(records.length);
+}
+
+function eos(topics: TopicSet, group: string, instance: string, bootstrap = brokers()): string[] {
+  return ['--brokers', bootstrap, '--log-level', 'info', ...topicFlags(topics), '--group-id', group,
+    '--guarantee', 'exactly-once', '--instance-id', instance];
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Waits until the group's committed offsets cover `n` inputs: under exactly-once they move with the
+ * outputs, so every input then has a committed output.
+ */
+async function committedAll(group: string, topic: string, partitions: number, n: number, bootstrap = brokers()) {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const sum = (await committedOffsets(group, topic, partitions, bootstrap)).reduce((a, o) => a + Math.max(0, o), 0);
+    if (sum === n) return;
+    if (Date.now() > deadline) throw new Error(`the group committed ${sum} of ${n} inputs`);
+    await sleep(1_000);
+  }
+}
+
+describe('exactly-once through crashes', () => {
+  it('outputs each of 20,000 inputs exactly once across three SIGKILLs and restarts', async () => {
+    const topics = await createTopicSet('eos-kill', 3);
+    const group = uniqueName('g-eos-kill');
+    const records = inputs(20_000, 'k');
+    let p = ProcessorProcess.start(eos(topics, group, 'a'));
+    await p.waitForLog('partitions assigned');
+    await stream(brokers(), topics.input, records, 2_000, async () => {
+      for (let kill = 0; kill < 3; kill++) {
+        await sleep(1_500 + Math.floor(Math.random() * 1_500));
+        expect(await p.kill('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
+        p = ProcessorProcess.start(eos(topics, group, 'a'));
+        await p.waitForLog('partitions assigned', 60_000);
+      }
+    });
+    await committedAll(group, topics.input, 3, records.length);
+    expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    expectExactlyOnce(await readCommitted(outputTopics(topics)), topics, records, 'k');
+  }, 240_000);
+
+  it('outputs each input exactly once when the broker is killed -9 and restarted mid-stream', async () => {
+    const state = path.join(ROOT, '.kafka', 'eos-broker');
+    const env = { ...process.env, KAFKA_STATE_DIR: state, KAFKA_PORT: '19492' };
+    const kafka = (cmd: string): string => execFileSync('bash', [path.join(ROOT, 'scripts/kafka.sh'), cmd],
+      { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n').pop()!;
+    const bootstrap = kafka('start');
+    try {
+      const topics = await createTopicSet('eos-bounce', 3, bootstrap);
+      const group = uniqueName('g-eos-bounce');
+      const records = inputs(20_000, 'b');
+      const p = ProcessorProcess.start(eos(topics, group, 'a', bootstrap));
+      await p.waitForLog('partitions assigned');
+      await stream(bootstrap, topics.input, records, 1_500, async () => {
+        await sleep(4_000);
+        process.kill(Number(readFileSync(path.join(state, 'kafka.pid'), 'utf8')), 'SIGKILL');
+        await sleep(10_000);
+        kafka('start');
+      });
+      await committedAll(group, topics.input, 3, records.length, bootstrap);
+      expect(p.child.exitCode).toBeNull();
+      expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+      expectExactlyOnce(await readCommitted(outputTopics(topics), bootstrap), topics, records, 'b');
+    } finally {
+      kafka('stop');
+    }
+  }, 300_000);
+
+  it('outputs each input exactly once when one of two instances on 4 partitions is SIGKILLed', async () => {
+    const topics = await createTopicSet('eos-rebalance', 4);
+    const group = uniqueName('g-eos-rebalance');
+    const records = inputs(20_000, 'r');
+    const a = ProcessorProcess.start(eos(topics, group, 'a'));
+    const b = ProcessorProcess.start(eos(topics, group, 'b'));
+    await a.waitForLog('partitions assigned');
+    await b.waitForLog('partitions assigned');
+    await stream(brokers(), topics.input, records, 2_000, async () => {
+      await sleep(4_000);
+      await b.kill('SIGKILL');
+    });
+    // b's partitions come to a once its session (6 s here) has expired.
+    await committedAll(group, topics.input, 4, records.length);
+    expect(await a.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    expectExactlyOnce(await readCommitted(outputTopics(topics)), topics, records, 'r');
+  }, 240_000);
+});
+
+describe('a zombie instance', () => {
+  it('is fenced when a replacement with its instance id takes over: exit 1, nothing of it visible', async () => {
+    const topics = await createTopicSet('eos-zombie', 2);
+    const group = uniqueName('g-eos-zombie');
+    const records = inputs(6_000, 'z');
+    const zombie = ProcessorProcess.start(eos(topics, group, 'z'));
+    await zombie.waitForLog('partitions assigned');
+    let replacement: ProcessorProcess | undefined;
+    await stream(brokers(), topics.input, records, 1_000, async () => {
+      await sleep(2_000);
+      zombie.child.kill('SIGSTOP');
+      // What an orchestrator does with an instance it believes dead: start another under its id.
+      replacement = ProcessorProcess.start(eos(topics, group, 'z'));
+      await replacement.waitForLog('partitions assigned', 60_000);
+      await sleep(1_000);
+      zombie.child.kill('SIGCONT');
+      expect(await zombie.exited).toEqual({ code: 1, signal: null });
+    });
+    expect(zombie.stderr).toMatch(/"message":"stopping after a fatal error".*the transactional producer 'g-eos-zombie-[^.]+\.z' can no longer commit/);
+    await committedAll(group, topics.input, 2, records.length);
+    expect(await replacement!.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    expectExactlyOnce(await readCommitted(outputTopics(topics)), topics, records, 'z');
+  }, 240_000);
+});
+
+describe('static membership', () => {
+  it('gives a SIGKILLed instance restarted with its --instance-id its partitions back at once', async () => {
+    const topics = await createTopicSet('static', 2);
+    const group = uniqueName('g-static');
+    // The default session timeout (45 s): without static membership a restart waits for it.
+    const args = ['--log-level', 'info', ...topicFlags(topics), '--group-id', group, '--instance-id', 's1',
+      '-X', 'session.timeout.ms=45000'];
+    const first = ProcessorProcess.start(args);
+    await first.waitForLog('partitions assigned');
+    await first.kill('SIGKILL');
+    const restartedAt = Date.now();
+    const second = ProcessorProcess.start(args);
+    await second.waitForLog('partitions assigned', 60_000);
+    const seconds = (Date.now() - restartedAt) / 1000;
+    process.stdout.write(`static membership: partitions back ${seconds.toFixed(1)} s after the restart\n`);
+    expect(second.stderr).toContain('"assigned":[0,1]');
+    expect(seconds).toBeLessThan(10);
+    expect(await second.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+  }, 120_000);
+});
+
+describe('settings exactly-once refuses', () => {
+  it('exits 2 for an unknown guarantee', async () => {
+    const r = await runCli(['--guarantee', 'exactly-twice']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("xgb-stream: invalid --guarantee 'exactly-twice': expected one of at-least-once, exactly-once\n");
+  });
+
+  it('exits 2 for a librdkafka setting that contradicts transactions, naming it', async () => {
+    const r = await runCli(['--guarantee', 'exactly-once', '-X', 'enable.idempotence=false']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('xgb-stream: -X enable.idempotence=false cannot be used with --guarantee exactly-once, '
+      + 'which needs enable.idempotence=true\n');
+  });
+
+  it('exits 2 when the transactional.id is given by hand', async () => {
+    const r = await runCli(['--guarantee', 'exactly-once', '-X', 'transactional.id=mine']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('xgb-stream: -X transactional.id cannot be set with --guarantee exactly-once: '
+      + 'it is derived from --group-id and --instance-id\n');
+  });
+});
