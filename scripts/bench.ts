@@ -33,8 +33,10 @@ const HELP = `Usage: npm run bench -- [options]
   --warmup-seconds <s>       an unmeasured run at the same rate before each latency run, so that the
                              broker's JIT has compiled its request path first (default 10; 0 for none)
   --random                   random valid records instead of the replay set cycled
-  --modes <list>             comma-separated subset of: batch-1,default,passthrough (default: all three);
-                             passthrough skips scoring, to measure Kafka through node-rdkafka alone
+  --modes <list>             comma-separated subset of: batch-1,default,passthrough,exactly-once
+                             (default: all); passthrough skips scoring, to measure Kafka through
+                             node-rdkafka alone; exactly-once is default with --guarantee exactly-once
+  --guarantee <g>            at-least-once or exactly-once for every mode (default: each mode's own)
   -X <key=value>             librdkafka property for every client, repeatable`;
 
 /** A processor setting under test. */
@@ -51,11 +53,22 @@ const MODES: readonly Mode[] = [
   { name: 'default', description: 'default batching (natural batches of up to 500 records)', args: [] },
   { name: 'passthrough', description: 'default batching without scoring (every record scores 0): the Kafka floor',
     args: [], env: { XGB_STREAM_PASSTHROUGH: '1' } },
+  { name: 'exactly-once', description: 'default batching, --guarantee exactly-once (transactions every 100 ms)',
+    args: ['--guarantee', 'exactly-once', '--instance-id', 'bench'] },
 ];
-/** Run when --modes is not given: passthrough gives the other modes' Kafka floor. */
+/** Run when --modes is not given: passthrough gives the other modes' Kafka floor, exactly-once its cost. */
 const DEFAULT_MODES = MODES;
 
 const STALL_MS = 60_000;
+
+/** A mode's processor flags, with the bench's --guarantee (and an instance id for transactions) when given. */
+function modeArgs(mode: Mode, opts: { guarantee?: string }): string[] {
+  if (!opts.guarantee) return [...mode.args];
+  const own = mode.args.indexOf('--guarantee');
+  const args = own >= 0 ? [...mode.args.slice(0, own), ...mode.args.slice(own + 2)] : [...mode.args];
+  if (!args.includes('--instance-id')) args.push('--instance-id', 'bench');
+  return [...args, '--guarantee', opts.guarantee];
+}
 
 interface BenchOptions {
   brokers?: string;
@@ -66,6 +79,8 @@ interface BenchOptions {
   random: boolean;
   modes: readonly Mode[];
   kafkaProperties: Record<string, string>;
+  /** Applied to every mode when given. */
+  guarantee?: 'at-least-once' | 'exactly-once';
 }
 
 function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
@@ -110,6 +125,14 @@ function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
           if (!m) throw new Error(`unknown mode '${n}': expected ${MODES.map((x) => x.name).join(', ')}`);
           return m;
         });
+        break;
+      }
+      case '--guarantee': {
+        const g = value();
+        if (g !== 'at-least-once' && g !== 'exactly-once') {
+          throw new Error(`invalid --guarantee '${g}': expected at-least-once or exactly-once`);
+        }
+        o.guarantee = g;
         break;
       }
       case '-X': addKafkaProperty(value(), name, o.kafkaProperties); break;
@@ -187,7 +210,7 @@ async function throughputRun(brokers: string, mode: Mode, records: readonly Repl
     running.reader = await OutputReader.start(brokers, [topics.suspicious, topics.regular, topics.deadLetter],
       opts.kafkaProperties);
     running.processor = ProcessorChild.start(brokers, [...topicFlags(topics), '--group-id', `${topics.input}-g`,
-      ...mode.args, ...kafkaArgs(opts)], mode.env);
+      ...modeArgs(mode, opts), ...kafkaArgs(opts)], mode.env);
     await running.processor.waitUntilAssigned(60_000, running.abort.signal);
     const cpuAtStart = running.processor.cpuSeconds();
     await waitForOutputs(running.reader, pre.sent, running.processor, `${mode.name} throughput`, running.abort.signal);
@@ -224,7 +247,7 @@ async function latencyRun(brokers: string, mode: Mode, records: readonly ReplayR
   const count = Math.round(rate * seconds);
   try {
     running.processor = ProcessorChild.start(brokers, [...topicFlags(topics), '--group-id', `${topics.input}-g`,
-      ...mode.args, ...kafkaArgs(opts)], mode.env);
+      ...modeArgs(mode, opts), ...kafkaArgs(opts)], mode.env);
     await running.processor.waitUntilAssigned(60_000, running.abort.signal);
     checkAborted(running);
     // Sending starts once the reader reads: its group join and first fetch are not the processor's latency.

@@ -19,6 +19,8 @@ const HELP = `Usage: npm run demo -- [options]
   --rate <r>                 records per second sent; 0 = as fast as possible (default 5000)
   --file <path>              replay set (default models/default/replay.ndjson.gz)
   --model <path>             model the processor loads (default models/default/model.ubj)
+  --guarantee <g>            the processor's at-least-once (default) or exactly-once; the reader
+                             reads read_committed either way
   -X <key=value>             librdkafka property for every client, repeatable (e.g. security settings)`;
 
 /** No output for this long while records are still missing means the processor is stuck. */
@@ -30,6 +32,7 @@ interface DemoOptions {
   rate: number;
   file: string;
   model: string;
+  guarantee: 'at-least-once' | 'exactly-once';
   kafkaProperties: Record<string, string>;
 }
 
@@ -37,7 +40,7 @@ function parseArgs(argv: readonly string[]): DemoOptions | 'help' {
   const o: DemoOptions = {
     brokers: process.env.KAFKA_BROKERS || undefined, rate: 5000,
     file: path.join(ROOT, 'models', 'default', 'replay.ndjson.gz'),
-    model: path.join(ROOT, 'models', 'default', 'model.ubj'), kafkaProperties: {},
+    model: path.join(ROOT, 'models', 'default', 'model.ubj'), guarantee: 'at-least-once', kafkaProperties: {},
   };
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i];
@@ -59,6 +62,14 @@ function parseArgs(argv: readonly string[]): DemoOptions | 'help' {
       case '--rate': o.rate = count(0); break;
       case '--file': o.file = path.resolve(value()); break;
       case '--model': o.model = path.resolve(value()); break;
+      case '--guarantee': {
+        const g = value();
+        if (g !== 'at-least-once' && g !== 'exactly-once') {
+          throw new Error(`invalid --guarantee '${g}': expected at-least-once or exactly-once`);
+        }
+        o.guarantee = g;
+        break;
+      }
       case '-X': addKafkaProperty(value(), name, o.kafkaProperties); break;
       default: throw new Error(`unknown option '${name}' (see --help)`);
     }
@@ -176,7 +187,7 @@ async function main(): Promise<number> {
     say(`topics ${topics.input} -> ${topics.suspicious} | ${topics.regular} | ${topics.deadLetter}`);
     if (interrupted()) return 130;
     processor = ProcessorChild.start(brokers, [...topicFlags(topics), '--group-id', `${topics.input}-scorer`,
-      '--model', opts.model, ...kafkaArgs]);
+      '--model', opts.model, '--guarantee', opts.guarantee, '--instance-id', 'demo', ...kafkaArgs]);
     await processor.waitUntilAssigned(60_000, abort.signal);
     if (interrupted()) return 130;
     reader = await OutputReader.start(brokers, [topics.suspicious, topics.regular, topics.deadLetter], opts.kafkaProperties);

@@ -181,6 +181,8 @@ export class OutputReader {
       'enable.auto.commit': false,
       'enable.partition.eof': false,
       'fetch.wait.max.ms': 10,
+      // Outputs of exactly-once processing count once their transaction commits (librdkafka's default).
+      'isolation.level': 'read_committed',
       ...kafkaProperties,
     }, { 'auto.offset.reset': 'earliest' });
     await new Promise<void>((resolve, reject) => consumer.connect({ timeout: 30_000 },

@@ -200,10 +200,7 @@ export class ExactlyOnceDelivery implements Delivery {
   private async failed(err: LibrdKafkaError, why: string): Promise<void> {
     if (err.isFatal || classifyProducerError(err) === 'fatal') {
       this.reset();
-      throw new TransactionFencedError(`the transactional producer '${this.ctx.transactionalId}' can no longer `
-        + `commit (${err.message}): another instance with the same transactional.id or group membership has `
-        + 'taken over, or the brokers refuse transactions. Nothing of the open transaction is visible to '
-        + 'read_committed readers; give each instance its own --instance-id');
+      throw fenced(this.ctx.transactionalId, `can no longer commit (${err.message})`);
     }
     this.ctx.log.warn('transaction aborted; rewinding to the committed offsets', {
       why, records: this.records, error: err.message, code: err.code,
@@ -214,7 +211,7 @@ export class ExactlyOnceDelivery implements Delivery {
     } catch (abortErr) {
       const e = abortErr as LibrdKafkaError;
       this.reset();
-      throw new TransactionFencedError(`could not abort the transaction of '${this.ctx.transactionalId}': ${e.message}`);
+      throw fenced(this.ctx.transactionalId, `could not abort its transaction (${e.message})`);
     }
     this.epoch++;
     this.reset();
@@ -274,6 +271,15 @@ export class ExactlyOnceDelivery implements Delivery {
     for (const w of waiters) w();
     this.ctx.onProgress();
   }
+}
+
+/** The fatal error's message: what happened, what it means for the outputs, and what to do. */
+function fenced(transactionalId: string, what: string): TransactionFencedError {
+  return new TransactionFencedError(`the transactional producer '${transactionalId}' ${what}. `
+    + 'The transaction coordinator has fenced it: another instance with the same transactional.id started, '
+    + 'or a broker restart moved the coordinator on. Nothing of the open transaction is visible to '
+    + 'read_committed readers. Restart this instance: it resumes from the committed offsets. If two running '
+    + 'instances share an id, give each its own --instance-id');
 }
 
 function positionKey(output: Output): string {
