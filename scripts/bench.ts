@@ -20,7 +20,7 @@ import { loadNative } from '../lib/native';
 import { randomRecords, readReplayFile, replay, type ReplayRecord } from '../lib/replay';
 import { summarise, type DemoTopics, type ObservedMessage } from './demo-summary';
 import {
-  Broker, createTopics, OutputReader, ProcessorChild, ROOT, topicFlags, whenParentExits,
+  Broker, createTopics, OutputReader, parseGuarantee, ProcessorChild, ROOT, topicFlags, whenParentExits, type Guarantee,
 } from './harness';
 
 const HELP = `Usage: npm run bench -- [options]
@@ -80,7 +80,7 @@ interface BenchOptions {
   modes: readonly Mode[];
   kafkaProperties: Record<string, string>;
   /** Applied to every mode when given. */
-  guarantee?: 'at-least-once' | 'exactly-once';
+  guarantee?: Guarantee;
 }
 
 function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
@@ -127,14 +127,7 @@ function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
         });
         break;
       }
-      case '--guarantee': {
-        const g = value();
-        if (g !== 'at-least-once' && g !== 'exactly-once') {
-          throw new Error(`invalid --guarantee '${g}': expected at-least-once or exactly-once`);
-        }
-        o.guarantee = g;
-        break;
-      }
+      case '--guarantee': o.guarantee = parseGuarantee(value()); break;
       case '-X': addKafkaProperty(value(), name, o.kafkaProperties); break;
       default: throw new Error(`unknown option '${name}' (see --help)`);
     }

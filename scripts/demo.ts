@@ -9,7 +9,8 @@ import { addKafkaProperty } from '../lib/config';
 import { readReplayFile, replay, ReplayFileError, type ReplayProgress, type ReplaySummary } from '../lib/replay';
 import { formatSummary, summarise } from './demo-summary';
 import {
-  Broker, createTopics, OutputReader, ProcessorChild, readModelCardMetrics, ROOT, topicFlags, whenParentExits,
+  Broker, createTopics, OutputReader, parseGuarantee, ProcessorChild, readModelCardMetrics, ROOT, topicFlags, whenParentExits,
+  type Guarantee,
 } from './harness';
 
 const HELP = `Usage: npm run demo -- [options]
@@ -32,7 +33,7 @@ interface DemoOptions {
   rate: number;
   file: string;
   model: string;
-  guarantee: 'at-least-once' | 'exactly-once';
+  guarantee: Guarantee;
   kafkaProperties: Record<string, string>;
 }
 
@@ -62,14 +63,7 @@ function parseArgs(argv: readonly string[]): DemoOptions | 'help' {
       case '--rate': o.rate = count(0); break;
       case '--file': o.file = path.resolve(value()); break;
       case '--model': o.model = path.resolve(value()); break;
-      case '--guarantee': {
-        const g = value();
-        if (g !== 'at-least-once' && g !== 'exactly-once') {
-          throw new Error(`invalid --guarantee '${g}': expected at-least-once or exactly-once`);
-        }
-        o.guarantee = g;
-        break;
-      }
+      case '--guarantee': o.guarantee = parseGuarantee(value()); break;
       case '-X': addKafkaProperty(value(), name, o.kafkaProperties); break;
       default: throw new Error(`unknown option '${name}' (see --help)`);
     }

@@ -159,6 +159,17 @@ export class ProcessorChild {
   }
 }
 
+/** The processor's delivery guarantees, as the demo and the bench take them. */
+export type Guarantee = 'at-least-once' | 'exactly-once';
+
+/** Checks a --guarantee value. */
+export function parseGuarantee(raw: string): Guarantee {
+  if (raw !== 'at-least-once' && raw !== 'exactly-once') {
+    throw new Error(`invalid --guarantee '${raw}': expected at-least-once or exactly-once`);
+  }
+  return raw;
+}
+
 /** The header of the output reader's readiness markers, which it reads back and never keeps. */
 const MARKER_HEADER = 'xgb-bench.marker';
 

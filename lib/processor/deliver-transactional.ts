@@ -15,6 +15,7 @@ import type { DeliveryReport, KafkaConsumer, LibrdKafkaError, Message } from 'no
 import type { DeliveryContext, Delivery } from './deliver';
 import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
 import type { Output } from './output';
+import { Progress } from './progress';
 import { InFlightOutput, OutputWriter, classifyProducerError } from './output-writer';
 
 /** A size bound on a transaction, so that a fast stream commits more often than the interval. */
@@ -50,7 +51,7 @@ export class ExactlyOnceDelivery implements Delivery {
   /** Every transactional step runs on this chain, in order: sends, commits, aborts. */
   private chain: Promise<void> = Promise.resolve();
   private unsent = 0;
-  private waiters: Array<() => void> = [];
+  private readonly waiting = new Progress();
   /** Bumped by an abort: batches dispatched before it are dropped, not produced. */
   private epoch = 0;
   private open = false;
@@ -109,7 +110,7 @@ export class ExactlyOnceDelivery implements Delivery {
     // Batches of these partitions already dispatched go into the transaction first (the chain keeps
     // order), then it commits while the group generation that owns them is still current.
     if (!this.stopped) {
-      await this.waitFor(() => this.unsent === 0, deadline);
+      await this.waiting.until(() => this.unsent === 0, deadline, () => this.ctx.failed());
       await this.enqueue(() => this.commit('rebalance'));
     }
     this.tracker.drop(partitions);
@@ -122,7 +123,7 @@ export class ExactlyOnceDelivery implements Delivery {
 
   async finish(_assigned: readonly number[], deadline: number): Promise<boolean> {
     if (this.timer) clearInterval(this.timer);
-    const drained = await this.waitFor(() => this.unsent === 0, deadline);
+    const drained = await this.waiting.until(() => this.unsent === 0, deadline, () => this.ctx.failed());
     if (!this.ctx.failed()) await this.enqueue(() => this.commit('shutdown')).catch(() => undefined);
     this.stopped = true;
     return drained && !this.ctx.failed() && !this.open;
@@ -253,22 +254,8 @@ export class ExactlyOnceDelivery implements Delivery {
     this.doomed ??= err;
   }
 
-  /** Polls `done` after each step until it holds or the deadline passes. */
-  private async waitFor(done: () => boolean, deadline: number): Promise<boolean> {
-    while (!done()) {
-      if (Date.now() >= deadline || this.ctx.failed()) return false;
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 50);
-      });
-    }
-    return true;
-  }
-
   private progress(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
+    this.waiting.signal();
     this.ctx.onProgress();
   }
 }

@@ -9,6 +9,7 @@
 import type { DeliveryReport, KafkaConsumer, LibrdKafkaError, Message } from 'node-rdkafka';
 import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
 import type { Output } from './output';
+import { Progress } from './progress';
 import { InFlightOutput, OutputWriter, classifyProducerError, type WriterContext } from './output-writer';
 
 /** Attempts to deliver one output before the processor stops without storing past it. */
@@ -63,7 +64,7 @@ export class AtLeastOnceDelivery implements Delivery {
   /** Batches sent whose outputs are not all handed to the producer yet. */
   private unsent = 0;
   /** Drains waiting for the next delivery report. */
-  private waiters: Array<() => void> = [];
+  private readonly waiting = new Progress();
   private readonly writer: OutputWriter;
 
   constructor(private readonly ctx: DeliveryContext) {
@@ -96,7 +97,7 @@ export class AtLeastOnceDelivery implements Delivery {
 
   async release(partitions: readonly number[], deadline: number): Promise<void> {
     if (!this.closing) {
-      const drained = await this.waitFor(() => this.tracker.pending(partitions) === 0, deadline);
+      const drained = await this.waiting.until(() => this.tracker.pending(partitions) === 0, deadline, () => this.ctx.failed());
       if (!drained) this.ctx.log.warn('revoked partitions still had undelivered outputs', { partitions });
       const offsets = this.tracker.takeStorable(partitions, true);
       for (const o of offsets) this.delivered.set(o.partition, Math.max(o.offset, this.delivered.get(o.partition) ?? -1));
@@ -116,7 +117,7 @@ export class AtLeastOnceDelivery implements Delivery {
 
   async finish(assigned: readonly number[], deadline: number): Promise<boolean> {
     // Bounded like the rest: a batch whose scoring never ends must not hold the shutdown.
-    const drained = await this.waitFor(() => this.unsent === 0 && this.tracker.pending() === 0, deadline);
+    const drained = await this.waiting.until(() => this.unsent === 0 && this.tracker.pending() === 0, deadline, () => this.ctx.failed());
     const flushed = await new Promise<boolean>((resolve) => {
       this.ctx.producer.flush(Math.max(1, deadline - Date.now()), (err) => {
         if (err) this.ctx.log.error('flush failed', { error: err.message });
@@ -127,18 +128,6 @@ export class AtLeastOnceDelivery implements Delivery {
     this.commit(this.tracker.takeStorable(assigned, true));
     this.closing = true;
     return drained && flushed && !this.tracker.hasFailure;
-  }
-
-  /** Polls `done` after each delivery report until it holds or the deadline passes. */
-  private async waitFor(done: () => boolean, deadline: number): Promise<boolean> {
-    while (!done()) {
-      if (Date.now() >= deadline || this.ctx.failed()) return false;
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 50);
-      });
-    }
-    return true;
   }
 
   /** Hands a batch's outputs to the producer in order; awaits only when librdkafka's queue is full. */
@@ -196,9 +185,7 @@ export class AtLeastOnceDelivery implements Delivery {
   }
 
   private progress(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
+    this.waiting.signal();
     this.ctx.onProgress();
   }
 

@@ -17,6 +17,7 @@ import { AtLeastOnceDelivery, type Delivery, type DeliveryContext } from './deli
 import { ExactlyOnceDelivery } from './deliver-transactional';
 import { Fetcher } from './fetch';
 import { BatchScorer, type Scorer } from './score';
+import { Progress } from './progress';
 import { ensureTopics } from './topics';
 import { splitKafkaProperties } from './kafka-properties';
 
@@ -61,7 +62,7 @@ export class StreamProcessor {
   private batchesInFlight = 0;
   /** Whether a batch is being scored: the next one is fetched when it is done. */
   private scoring = false;
-  private progressWaiters: Array<() => void> = [];
+  private readonly progress = new Progress();
   private fatalError: Error | undefined;
   private stopped: Promise<number> | undefined;
   private resolveFinished!: (code: number) => void;
@@ -258,17 +259,11 @@ export class StreamProcessor {
   }
 
   private notifyProgress(): void {
-    const waiters = this.progressWaiters;
-    this.progressWaiters = [];
-    for (const w of waiters) w();
+    this.progress.signal();
   }
 
   private nextProgress(): Promise<void> {
-    return new Promise((resolve) => {
-      this.progressWaiters.push(resolve);
-      // Wakes up even without progress so that a stop request is noticed.
-      setTimeout(resolve, 50);
-    });
+    return this.progress.next();
   }
 
   // ---- errors and shutdown ---------------------------------------------------------------------
