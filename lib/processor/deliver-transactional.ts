@@ -55,7 +55,6 @@ export class ExactlyOnceDelivery implements Delivery {
   /** Bumped by an abort: batches dispatched before it are dropped, not produced. */
   private epoch = 0;
   private open = false;
-  private openedAt = 0;
   /** The batches in the open transaction, with their outputs (counted once committed). */
   private batches: Array<{ batch: TrackedBatch; outputs: readonly Output[] }> = [];
   private records = 0;
@@ -63,6 +62,7 @@ export class ExactlyOnceDelivery implements Delivery {
   private doomed: LibrdKafkaError | undefined;
   /** Inputs whose outputs the broker refused for good: sent as dead letters when they come again. */
   private readonly refused = new Map<string, LibrdKafkaError>();
+  /** Commits the open transaction `commitIntervalMs` after it began. */
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -75,7 +75,6 @@ export class ExactlyOnceDelivery implements Delivery {
   /** Initialises the producer's transactions; fences an older instance with the same transactional.id. */
   async init(): Promise<void> {
     await call((cb) => this.ctx.producer.initTransactions(TRANSACTION_TIMEOUT_MS, cb));
-    this.timer = setInterval(() => this.enqueue(() => this.commitIfDue()), Math.max(10, this.ctx.commitIntervalMs / 2));
   }
 
   get inFlight(): number {
@@ -122,7 +121,7 @@ export class ExactlyOnceDelivery implements Delivery {
   }
 
   async finish(_assigned: readonly number[], deadline: number): Promise<boolean> {
-    if (this.timer) clearInterval(this.timer);
+    clearTimeout(this.timer);
     const drained = await this.waiting.until(() => this.unsent === 0, deadline, () => this.ctx.failed());
     if (!this.ctx.failed()) await this.enqueue(() => this.commit('shutdown')).catch(() => undefined);
     this.stopped = true;
@@ -140,7 +139,9 @@ export class ExactlyOnceDelivery implements Delivery {
     if (!this.open) {
       await call((cb) => this.ctx.producer.beginTransaction(cb));
       this.open = true;
-      this.openedAt = Date.now();
+      // Its first records wait at most this long to become visible.
+      this.timer = setTimeout(() => { void this.enqueue(() => this.commit('interval')).catch(() => undefined); },
+        this.ctx.commitIntervalMs);
     }
     const kept: Output[] = new Array(outputs.length);
     for (let row = 0; row < outputs.length; row++) {
@@ -162,10 +163,6 @@ export class ExactlyOnceDelivery implements Delivery {
     this.batches.push({ batch, outputs: kept });
     this.records += outputs.length;
     if (this.records >= MAX_RECORDS_PER_TRANSACTION) await this.commit('size');
-  }
-
-  private async commitIfDue(): Promise<void> {
-    if (this.open && Date.now() - this.openedAt >= this.ctx.commitIntervalMs) await this.commit('interval');
   }
 
   /**
@@ -223,6 +220,7 @@ export class ExactlyOnceDelivery implements Delivery {
   }
 
   private reset(): void {
+    clearTimeout(this.timer);
     this.open = false;
     this.batches = [];
     this.records = 0;
