@@ -1,6 +1,6 @@
 /**
  * The operations endpoint: `/metrics` (Prometheus text format), `/healthz` (the process is up) and
- * `/readyz` (partitions assigned and a model loaded).
+ * `/readyz` (partitions assigned, the cluster reachable).
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +9,8 @@ import type { ProcessorMetrics } from './metrics';
 /** What the endpoint asks of the running processor. */
 export interface ReadinessSource {
   readonly ready: boolean;
+  /** Why it is not ready, when known (a broker outage, stopping). */
+  readonly notReadyReason?: string;
   readonly assignedPartitions: readonly number[];
   refreshLag(): void;
 }
@@ -30,8 +32,11 @@ export async function startMetricsServer(
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}\n');
     } else if (url === '/readyz') {
       const ready = source.ready;
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ status: ready ? 'ready' : 'not ready', assignedPartitions: source.assignedPartitions }) + '\n');
+      const reason = ready ? undefined : source.notReadyReason;
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({
+        status: ready ? 'ready' : 'not ready', ...(reason !== undefined ? { reason } : {}),
+        assignedPartitions: source.assignedPartitions,
+      }) + '\n');
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }

@@ -137,11 +137,12 @@ export class ProcessorMetrics {
   readonly assignedPartitions = new Gauge('xgb_stream_assigned_partitions', 'Input partitions assigned to this instance.');
   readonly modelInfo = new Gauge('xgb_stream_model_info', 'The loaded model (value 1): its version, the xgboost release that saved it, the libxgboost that scores it.');
   readonly inFlight = new Gauge('xgb_stream_records_in_flight', 'Records consumed but not yet delivered.');
+  readonly brokersUp = new Gauge('xgb_stream_brokers_up', 'Whether the processor can reach the cluster (1) or not (0).');
 
   private readonly all: Metric[] = [this.recordsIn, this.recordsOut, this.deadLetters, this.deliveryFailures,
     this.recordsSkipped,
     this.batchSize, this.inferenceSeconds, this.endToEndSeconds, this.consumerLag, this.assignedPartitions,
-    this.modelInfo, this.inFlight];
+    this.modelInfo, this.inFlight, this.brokersUp];
 
   constructor() {
     // Series without labels exist from the start, at 0: an alert on "failures > 0" or a rate() needs

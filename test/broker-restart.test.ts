@@ -1,5 +1,7 @@
 /**
  * A broker killed -9 mid-stream and restarted half a minute later, on a broker of this test's own.
+ * The outage must be visible while it lasts (a warn line, `xgb_stream_brokers_up` 0, `/readyz` 503)
+ * and its end too.
  * The restarted broker may have forgotten the group, so the processor's commits of the outage fail;
  * it must still resume each partition after what it delivered: nothing lost, almost nothing twice.
  */
@@ -32,16 +34,36 @@ function distinct(messages: readonly Message[]): number {
   return new Set(messages.map(positionOf)).size;
 }
 
+/** The processor's metrics endpoint in this test: a fixed port, away from the others'. */
+const METRICS_PORT = 19_380 + Math.floor(Math.random() * 10);
+
+async function get(pathname: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${METRICS_PORT}${pathname}`);
+  return { status: res.status, body: await res.text() };
+}
+
+/** Polls until `check` holds; returns the seconds it took from `from`. */
+async function within(what: string, from: number, limitMs: number, check: () => Promise<boolean> | boolean): Promise<number> {
+  for (;;) {
+    if (await check()) return (Date.now() - from) / 1000;
+    if (Date.now() - from > limitMs) throw new Error(`not within ${limitMs / 1000} s: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+const brokersUp = async (): Promise<string | undefined> =>
+  /^xgb_stream_brokers_up (\d)$/m.exec((await get('/metrics')).body)?.[1];
+
 const RECORDS = 100_000;
 const RATE = 1_500;
 /** Plus the ~13 s the restarted broker takes to start: 30–40 s down in all. */
 const OUTAGE_MS = 22_000;
 
-it('loses nothing and outputs at most 0.1 % twice when the broker is killed -9 for 30–40 s mid-stream', async () => {
+it('shows the outage, loses nothing and outputs at most 0.1 % twice when the broker is killed -9 for 30–40 s mid-stream', async () => {
   const bootstrap = kafka('start');
   const topics = await createTopicSet('restart', 3, bootstrap);
   const processor = ProcessorProcess.start(['--brokers', bootstrap, '--log-level', 'info', ...topicFlags(topics),
-    '--group-id', uniqueName('g-restart')]);
+    '--group-id', uniqueName('g-restart'), '--metrics-port', String(METRICS_PORT)]);
   const outputs = await Collector.start(outputTopics(topics), bootstrap);
   try {
     await processor.waitForLog('partitions assigned');
@@ -53,9 +75,27 @@ it('loses nothing and outputs at most 0.1 % twice when the broker is killed -9 f
     const pid = Number(readFileSync(path.join(state, 'kafka.pid'), 'utf8'));
     process.kill(pid, 'SIGKILL');
     const killedAt = Date.now();
-    await new Promise((resolve) => setTimeout(resolve, OUTAGE_MS));
+    // The outage shows within 10 s: one warn line, the gauge at 0, /readyz 503 with the reason.
+    const warned = await within('the warn line', killedAt, 10_000, () => processor.stderr.includes('"brokers unreachable"'));
+    const gauge = await within('xgb_stream_brokers_up 0', killedAt, 10_000, async () => (await brokersUp()) === '0');
+    const notReady = await within('/readyz 503', killedAt, 10_000, async () => {
+      const r = await get('/readyz');
+      return r.status === 503 && JSON.parse(r.body).reason.startsWith(`brokers ${bootstrap} unreachable since `);
+    });
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, OUTAGE_MS - (Date.now() - killedAt))));
     kafka('start');
-    process.stdout.write(`broker down for ${((Date.now() - killedAt) / 1000).toFixed(1)} s\n`);
+    const restartedAt = Date.now();
+    process.stdout.write(`broker down for ${((restartedAt - killedAt) / 1000).toFixed(1)} s\n`);
+    // And its end: one info line with the outage's length, the gauge back at 1, /readyz 200.
+    const recovered = await within('the info line', restartedAt, 30_000, () => processor.stderr.includes('"brokers reachable again"'));
+    const gaugeBack = await within('xgb_stream_brokers_up 1', restartedAt, 30_000, async () => (await brokersUp()) === '1');
+    const readyAgain = await within('/readyz 200', restartedAt, 60_000, async () => (await get('/readyz')).status === 200);
+    process.stdout.write(`outage seen after ${warned} s (log), ${gauge} s (metric), ${notReady} s (readyz); `
+      + `recovery seen ${recovered} s (log), ${gaugeBack} s (metric), ${readyAgain} s (readyz) after the restart\n`);
+    const lines = processor.stderr.split('\n').filter((l) => /brokers (unreachable|still unreachable|reachable again)/.test(l));
+    expect(lines.map((l) => JSON.parse(l).message)).toEqual(['brokers unreachable', 'brokers reachable again']);
+    expect(JSON.parse(lines[0])).toMatchObject({ level: 'warn', brokers: bootstrap });
+    expect(JSON.parse(lines[1]).outageSeconds).toBeGreaterThan(20);
     expect(await sending).toMatchObject({ sent: RECORDS, failed: 0 });
     // Every input has an output once the distinct source positions are all there, duplicates aside.
     const seen = new Set<string>();

@@ -154,6 +154,19 @@ describe('metrics endpoint', () => {
       server.close();
     }
   });
+
+  it('answers /readyz with 503 and the reason during a broker outage', async () => {
+    const reason = 'brokers 127.0.0.1:9092 unreachable since 2026-11-27T10:00:01.000Z: Connection refused';
+    const { server, port } = await startMetricsServer(0, new ProcessorMetrics(),
+      { ready: false, notReadyReason: reason, assignedPartitions: [0, 1], refreshLag: () => undefined }, '127.0.0.1');
+    try {
+      const ready = await get(port, '/readyz');
+      expect(ready.status).toBe(503);
+      expect(JSON.parse(ready.body)).toEqual({ status: 'not ready', reason, assignedPartitions: [0, 1] });
+    } finally {
+      server.close();
+    }
+  });
 });
 
 describe('metrics registry', () => {

@@ -17,6 +17,7 @@ import { AtLeastOnceDelivery, type Delivery, type DeliveryContext } from './deli
 import { ExactlyOnceDelivery } from './deliver-transactional';
 import { Fetcher } from './fetch';
 import { BatchScorer, type Scorer } from './score';
+import { BrokerHealth } from './broker-health';
 import { Progress } from './progress';
 import { ensureTopics } from './topics';
 import { splitKafkaProperties } from './kafka-properties';
@@ -46,6 +47,7 @@ export class StreamProcessor {
   private readonly fetcher: Fetcher;
   private readonly scorer: BatchScorer;
   private readonly delivery: Delivery;
+  private readonly health: BrokerHealth;
   /** Decision threshold: the flag, else the model's `threshold` attribute, else 0.5. */
   readonly threshold: number;
   /** The model version written into every output. */
@@ -107,7 +109,11 @@ export class StreamProcessor {
       'auto.commit.interval.ms': 1000,
       'enable.partition.eof': false,
       'fetch.wait.max.ms': 100,
+      // Once a second: the broker connection states that make an outage visible (broker-health.ts).
+      'statistics.interval.ms': 1000,
       ...common,
+      // Statistics arrive through the event callback, so the consumer always has it.
+      'event_cb': true,
       'rebalance_cb': (err: LibrdKafkaError, assignment: TopicPartition[]) => this.fetcher.onRebalance(err, assignment),
     }, { 'auto.offset.reset': 'earliest', ...properties.topic });
     this.producer = new Producer({
@@ -126,6 +132,7 @@ export class StreamProcessor {
       ...common,
     }, { 'acks': -1, ...properties.topic });
 
+    this.health = new BrokerHealth(config.brokers, logger, metrics);
     this.scorer = new BatchScorer(classifier, config, this.threshold, this.modelVersion, logger, metrics, maxOutputBytes);
     this.fetcher = new Fetcher({
       consumer: this.consumer, config, log: logger, metrics,
@@ -156,9 +163,15 @@ export class StreamProcessor {
       : new AtLeastOnceDelivery(deliveryContext);
   }
 
-  /** Whether the processor holds partitions and a model: what `/readyz` reports. */
+  /** Whether the processor holds partitions and reaches the cluster: what `/readyz` reports. */
   get ready(): boolean {
-    return !this.stopping && this.fetcher.assignedPartitions.length > 0;
+    return !this.stopping && this.fetcher.assignedPartitions.length > 0 && this.health.outage === undefined;
+  }
+
+  /** Why `/readyz` says not ready, when there is more to say than an empty assignment. */
+  get notReadyReason(): string | undefined {
+    if (this.stopping) return 'stopping';
+    return this.health.outage;
   }
 
   /** Input partitions currently assigned to this instance. */
@@ -180,6 +193,7 @@ export class StreamProcessor {
     this.producer.setPollInterval(5);
     this.producer.on('event.error', (err) => this.onClientError('producer', err));
     this.consumer.on('event.error', (err) => this.onClientError('consumer', err));
+    this.consumer.on('event.stats', (stats: { message: string }) => this.health.onStats(stats.message));
     // librdkafka's own debug log, asked for with -X debug=<contexts>.
     const librdkafkaLog = (client: string) => (entry: { fac: string; message: string }): void => {
       this.log.debug(`librdkafka ${client}`, { facility: entry.fac, detail: entry.message });
@@ -269,6 +283,7 @@ export class StreamProcessor {
   // ---- errors and shutdown ---------------------------------------------------------------------
 
   private onClientError(client: string, err: LibrdKafkaError): void {
+    this.health.onError(err);
     if (err.isFatal) {
       this.fail(new Error(`fatal ${client} error: ${err.message}`));
     } else {

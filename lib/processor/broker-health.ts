@@ -1,0 +1,86 @@
+/**
+ * Whether the processor can reach the cluster, from librdkafka's statistics (once a second) and its
+ * error events. An outage is logged once when it starts (the brokers, since when, librdkafka's
+ * reason), once a minute while it lasts, and once when it ends (its length); `xgb_stream_brokers_up`
+ * and `/readyz` follow it. librdkafka reconnects by itself: this only makes the outage visible.
+ */
+import type { LibrdKafkaError } from 'node-rdkafka';
+import type { Logger } from '../log';
+import type { ProcessorMetrics } from '../metrics';
+
+/** librdkafka: every broker connection is down. */
+const ERR_ALL_BROKERS_DOWN = -187;
+/** How often a lasting outage is logged again. */
+const REMINDER_MS = 60_000;
+
+/** One broker as librdkafka's statistics describe it. */
+interface BrokerStats {
+  readonly name: string;
+  readonly nodeid: number;
+  readonly state: string;
+}
+
+/** Follows the cluster's reachability; see the module comment. */
+export class BrokerHealth {
+  private downSince: number | undefined;
+  private lastLogged = 0;
+  private lastReason = 'no broker connection is up';
+
+  constructor(private readonly brokers: string, private readonly log: Logger, private readonly metrics: ProcessorMetrics) {
+    metrics.brokersUp.set({}, 1);
+  }
+
+  /** Why the cluster is unreachable, or undefined while it is reachable. */
+  get outage(): string | undefined {
+    if (this.downSince === undefined) return undefined;
+    return `brokers ${this.brokers} unreachable since ${new Date(this.downSince).toISOString()}: ${this.lastReason}`;
+  }
+
+  /**
+   * librdkafka's statistics JSON: the cluster is reachable while a broker it learned from metadata
+   * (node id ≥ 0; bootstrap entries have -1) has its connection up.
+   */
+  onStats(json: string, now = Date.now()): void {
+    let brokers: BrokerStats[];
+    try {
+      brokers = Object.values((JSON.parse(json) as { brokers?: Record<string, BrokerStats> }).brokers ?? {});
+    } catch {
+      return;
+    }
+    const learned = brokers.filter((b) => b.nodeid >= 0);
+    if (learned.length === 0) return;
+    this.update(learned.some((b) => b.state === 'UP'), now);
+  }
+
+  /** A client error event: keeps librdkafka's reason, and "all brokers down" starts an outage at once. */
+  onError(err: Pick<LibrdKafkaError, 'code' | 'message'>, now = Date.now()): void {
+    this.lastReason = err.message;
+    if (err.code === ERR_ALL_BROKERS_DOWN) this.update(false, now);
+  }
+
+  private update(up: boolean, now: number): void {
+    if (up) {
+      if (this.downSince === undefined) return;
+      this.log.info('brokers reachable again', {
+        brokers: this.brokers, outageSeconds: Math.round((now - this.downSince) / 100) / 10,
+      });
+      this.downSince = undefined;
+      this.metrics.brokersUp.set({}, 1);
+      return;
+    }
+    if (this.downSince === undefined) {
+      this.downSince = now;
+      this.lastLogged = now;
+      this.metrics.brokersUp.set({}, 0);
+      this.log.warn('brokers unreachable', {
+        brokers: this.brokers, since: new Date(now).toISOString(), reason: this.lastReason,
+      });
+    } else if (now - this.lastLogged >= REMINDER_MS) {
+      this.lastLogged = now;
+      this.log.warn('brokers still unreachable', {
+        brokers: this.brokers, since: new Date(this.downSince).toISOString(),
+        downSeconds: Math.round((now - this.downSince) / 1000), reason: this.lastReason,
+      });
+    }
+  }
+}

@@ -1,0 +1,65 @@
+import { createLogger } from '../lib/log';
+import { ProcessorMetrics } from '../lib/metrics';
+import { BrokerHealth } from '../lib/processor/broker-health';
+
+function stats(state: string): string {
+  return JSON.stringify({ brokers: {
+    '127.0.0.1:9092/bootstrap': { name: '127.0.0.1:9092/bootstrap', nodeid: -1, state: 'INIT' },
+    'localhost:9092/1': { name: 'localhost:9092/1', nodeid: 1, state },
+  } });
+}
+
+function setUp() {
+  const lines: Array<Record<string, unknown>> = [];
+  const metrics = new ProcessorMetrics();
+  const health = new BrokerHealth('127.0.0.1:9092', createLogger('info', (l) => { lines.push(JSON.parse(l)); }), metrics);
+  return { lines, metrics, health };
+}
+
+const T0 = Date.UTC(2026, 10, 27, 10, 0, 0);
+const REFUSED = { code: -195, message: 'localhost:9092/1: Connect to ipv4#127.0.0.1:9092 failed: Connection refused' };
+
+describe('broker health', () => {
+  it('logs one warn line when the brokers go, naming them, since when and why, and drops the gauge', () => {
+    const { lines, metrics, health } = setUp();
+    health.onStats(stats('UP'), T0);
+    expect(metrics.brokersUp.get()).toBe(1);
+    health.onError(REFUSED, T0 + 100);
+    health.onStats(stats('TRY_CONNECT'), T0 + 1000);
+    health.onStats(stats('CONNECT'), T0 + 2000);
+    expect(lines).toEqual([{ time: expect.any(String), level: 'warn', message: 'brokers unreachable',
+      brokers: '127.0.0.1:9092', since: '2026-11-27T10:00:01.000Z', reason: REFUSED.message }]);
+    expect(metrics.brokersUp.get()).toBe(0);
+    expect(health.outage).toBe(`brokers 127.0.0.1:9092 unreachable since 2026-11-27T10:00:01.000Z: ${REFUSED.message}`);
+  });
+
+  it('starts an outage at once on librdkafka\'s "all brokers down"', () => {
+    const { lines, health } = setUp();
+    health.onError({ code: -187, message: '1/1 brokers are down' }, T0);
+    expect(lines.map((l) => l.message)).toEqual(['brokers unreachable']);
+    expect(health.outage).toContain('1/1 brokers are down');
+  });
+
+  it('reminds once a minute while down, and logs the outage length when the brokers are back', () => {
+    const { lines, metrics, health } = setUp();
+    for (let s = 0; s <= 130; s++) health.onStats(stats('DOWN'), T0 + s * 1000);
+    health.onStats(stats('UP'), T0 + 131_500);
+    health.onStats(stats('UP'), T0 + 132_500);
+    expect(lines.map((l) => [l.level, l.message, l.downSeconds ?? l.outageSeconds])).toEqual([
+      ['warn', 'brokers unreachable', undefined],
+      ['warn', 'brokers still unreachable', 60],
+      ['warn', 'brokers still unreachable', 120],
+      ['info', 'brokers reachable again', 131.5],
+    ]);
+    expect(metrics.brokersUp.get()).toBe(1);
+    expect(health.outage).toBeUndefined();
+  });
+
+  it('ignores statistics before any broker is known from metadata, and malformed ones', () => {
+    const { lines, health } = setUp();
+    health.onStats(JSON.stringify({ brokers: { b: { name: 'b', nodeid: -1, state: 'DOWN' } } }), T0);
+    health.onStats('{not json', T0);
+    expect(lines).toEqual([]);
+    expect(health.outage).toBeUndefined();
+  });
+});
