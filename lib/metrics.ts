@@ -1,148 +1,132 @@
 /**
- * A small Prometheus registry: counters, gauges and histograms with labels, rendered in the text
- * exposition format (version 0.0.4). Enough for the processor's own metrics without a dependency.
+ * The processor's metrics, on prom-client: its own counters, gauges and histograms (names, labels and
+ * help texts are the README's contract) plus prom-client's default process metrics (CPU, resident
+ * memory, heap, event-loop lag, GC) under their standard names, in one registry per processor.
+ *
+ * Hot-path updates go through series bound once (`child`), so a delivery report formats no labels.
+ * Counters and gauges also keep their own values, so that tests and callers read them synchronously
+ * (prom-client's own reads are asynchronous).
  */
+import * as client from 'prom-client';
 
 type Labels = Readonly<Record<string, string>>;
 
 function labelKey(labels: Labels): string {
-  const keys = Object.keys(labels).sort();
-  return keys.map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',');
-}
-
-function line(name: string, key: string, value: number): string {
-  const v = Number.isFinite(value) ? String(value) : value > 0 ? '+Inf' : value < 0 ? '-Inf' : 'NaN';
-  return key ? `${name}{${key}} ${v}` : `${name} ${v}`;
-}
-
-interface Metric {
-  readonly name: string;
-  readonly help: string;
-  render(): string[];
+  return Object.keys(labels).sort().map((k) => `${k}=${labels[k]}`).join(',');
 }
 
 /** A monotonically increasing count. */
-export class Counter implements Metric {
+export class Counter {
+  private readonly metric: client.Counter<string>;
   private readonly values = new Map<string, { value: number }>();
-  constructor(readonly name: string, readonly help: string) {}
+
+  constructor(registry: client.Registry, readonly name: string, help: string, labelNames: readonly string[] = []) {
+    this.metric = new client.Counter({ name, help, labelNames: [...labelNames], registers: [registry] });
+  }
+
   private cell(labels: Labels): { value: number } {
     const k = labelKey(labels);
     let c = this.values.get(k);
     if (!c) this.values.set(k, (c = { value: 0 }));
     return c;
   }
+
   inc(labels: Labels = {}, by = 1): void {
     this.cell(labels).value += by;
+    this.metric.inc(labels, by);
   }
+
   /** One series bound once, for per-record updates: its inc() formats no labels. It starts at 0. */
   child(labels: Labels): { inc(by?: number): void } {
     const c = this.cell(labels);
-    return { inc: (by = 1) => { c.value += by; } };
+    const series = this.metric.labels(labels);
+    series.inc(0);
+    return { inc: (by = 1) => { c.value += by; series.inc(by); } };
   }
+
   get(labels: Labels = {}): number {
     return this.values.get(labelKey(labels))?.value ?? 0;
-  }
-  render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    for (const [k, c] of this.values) out.push(line(this.name, k, c.value));
-    return out;
   }
 }
 
 /** A value that goes up and down. */
-export class Gauge implements Metric {
+export class Gauge {
+  private readonly metric: client.Gauge<string>;
   private readonly values = new Map<string, number>();
-  constructor(readonly name: string, readonly help: string) {}
+
+  constructor(registry: client.Registry, readonly name: string, help: string, labelNames: readonly string[] = []) {
+    this.metric = new client.Gauge({ name, help, labelNames: [...labelNames], registers: [registry] });
+  }
+
   set(labels: Labels, value: number): void {
     this.values.set(labelKey(labels), value);
+    this.metric.set(labels, value);
   }
+
   delete(labels: Labels): void {
     this.values.delete(labelKey(labels));
+    this.metric.remove(labels);
   }
+
   get(labels: Labels = {}): number | undefined {
     return this.values.get(labelKey(labels));
   }
-  render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
-    for (const [k, v] of this.values) out.push(line(this.name, k, v));
-    return out;
-  }
-}
-
-interface HistogramSeries {
-  readonly counts: number[];
-  sum: number;
-  count: number;
 }
 
 /** Observations counted into cumulative buckets. */
-export class Histogram implements Metric {
-  private readonly series = new Map<string, HistogramSeries>();
-  constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {}
-  private seriesOf(labels: Labels): HistogramSeries {
-    const k = labelKey(labels);
-    let s = this.series.get(k);
-    if (!s) {
-      s = { counts: new Array(this.buckets.length).fill(0), sum: 0, count: 0 };
-      this.series.set(k, s);
-    }
-    return s;
+export class Histogram {
+  private readonly metric: client.Histogram<string>;
+  private readonly counts = new Map<string, number>();
+
+  constructor(registry: client.Registry, readonly name: string, help: string, buckets: readonly number[]) {
+    this.metric = new client.Histogram({ name, help, buckets: [...buckets], registers: [registry] });
   }
-  observe(value: number, labels: Labels = {}): void {
-    this.record(this.seriesOf(labels), value);
+
+  observe(value: number): void {
+    this.counts.set('', (this.counts.get('') ?? 0) + 1);
+    this.metric.observe(value);
   }
-  /** One series bound once, for per-record observations: its observe() formats no labels. */
-  child(labels: Labels = {}): { observe(value: number): void } {
-    const s = this.seriesOf(labels);
-    return { observe: (value) => this.record(s, value) };
+
+  /** The series bound once, for per-record observations. */
+  child(): { observe(value: number): void } {
+    return { observe: (value) => this.observe(value) };
   }
-  private record(s: HistogramSeries, value: number): void {
-    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]) s.counts[i]++;
-    s.sum += value;
-    s.count++;
-  }
-  count(labels: Labels = {}): number {
-    return this.series.get(labelKey(labels))?.count ?? 0;
-  }
-  render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    for (const [k, s] of this.series) {
-      const sep = k ? ',' : '';
-      this.buckets.forEach((b, i) => out.push(line(`${this.name}_bucket`, `${k}${sep}le="${b}"`, s.counts[i])));
-      out.push(line(`${this.name}_bucket`, `${k}${sep}le="+Inf"`, s.count));
-      out.push(line(`${this.name}_sum`, k, s.sum));
-      out.push(line(`${this.name}_count`, k, s.count));
-    }
-    return out;
+
+  /** Observations so far. */
+  count(): number {
+    return this.counts.get('') ?? 0;
   }
 }
 
 /** The processor's metrics, by name. */
 export class ProcessorMetrics {
-  readonly recordsIn = new Counter('xgb_stream_records_in_total', 'Records consumed from the input topic.');
-  readonly recordsOut = new Counter('xgb_stream_records_out_total',
-    'Records delivered to an output topic (acknowledged by the broker), by topic.');
-  readonly deadLetters = new Counter('xgb_stream_dead_letters_total', 'Records sent to the dead-letter topic, by reason.');
-  readonly deliveryFailures = new Counter('xgb_stream_delivery_failures_total', 'Outputs whose delivery failed.');
-  readonly recordsSkipped = new Counter('xgb_stream_records_skipped_total',
-    'Records with no output at all: not even a cut dead-letter copy fits the size limit, by reason.');
-  readonly batchSize = new Histogram('xgb_stream_batch_size', 'Records per scored batch.',
+  /** Every metric of this processor, prom-client's default ones included. */
+  readonly registry = new client.Registry();
+  readonly recordsIn = new Counter(this.registry, 'xgb_stream_records_in_total', 'Records consumed from the input topic.');
+  readonly recordsOut = new Counter(this.registry, 'xgb_stream_records_out_total',
+    'Records delivered to an output topic (acknowledged by the broker), by topic.', ['topic']);
+  readonly deadLetters = new Counter(this.registry, 'xgb_stream_dead_letters_total',
+    'Records sent to the dead-letter topic, by reason.', ['reason']);
+  readonly deliveryFailures = new Counter(this.registry, 'xgb_stream_delivery_failures_total', 'Outputs whose delivery failed.');
+  readonly recordsSkipped = new Counter(this.registry, 'xgb_stream_records_skipped_total',
+    'Records with no output at all: not even a cut dead-letter copy fits the size limit, by reason.', ['reason']);
+  readonly batchSize = new Histogram(this.registry, 'xgb_stream_batch_size', 'Records per scored batch.',
     [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000]);
-  readonly inferenceSeconds = new Histogram('xgb_stream_inference_seconds', 'Time of one batch prediction.',
+  readonly inferenceSeconds = new Histogram(this.registry, 'xgb_stream_inference_seconds', 'Time of one batch prediction.',
     [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25]);
-  readonly endToEndSeconds = new Histogram('xgb_stream_end_to_end_latency_seconds',
+  readonly endToEndSeconds = new Histogram(this.registry, 'xgb_stream_end_to_end_latency_seconds',
     "From a record's timestamp to the delivery report of its output.",
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]);
-  readonly consumerLag = new Gauge('xgb_stream_consumer_lag', 'High watermark minus consumed position, by partition.');
-  readonly assignedPartitions = new Gauge('xgb_stream_assigned_partitions', 'Input partitions assigned to this instance.');
-  readonly modelInfo = new Gauge('xgb_stream_model_info', 'The loaded model (value 1): its version, the xgboost release that saved it, the libxgboost that scores it.');
-  readonly inFlight = new Gauge('xgb_stream_records_in_flight', 'Records consumed but not yet delivered.');
-  readonly brokersUp = new Gauge('xgb_stream_brokers_up', 'Whether the processor can reach the cluster (1) or not (0).');
-
-  private readonly all: Metric[] = [this.recordsIn, this.recordsOut, this.deadLetters, this.deliveryFailures,
-    this.recordsSkipped,
-    this.batchSize, this.inferenceSeconds, this.endToEndSeconds, this.consumerLag, this.assignedPartitions,
-    this.modelInfo, this.inFlight, this.brokersUp];
+  readonly consumerLag = new Gauge(this.registry, 'xgb_stream_consumer_lag',
+    'High watermark minus consumed position, by partition.', ['partition']);
+  readonly assignedPartitions = new Gauge(this.registry, 'xgb_stream_assigned_partitions',
+    'Input partitions assigned to this instance.');
+  readonly modelInfo = new Gauge(this.registry, 'xgb_stream_model_info',
+    'The loaded model (value 1): its version, the xgboost release that saved it, the libxgboost that scores it.',
+    ['version', 'saved_by_xgboost', 'libxgboost']);
+  readonly inFlight = new Gauge(this.registry, 'xgb_stream_records_in_flight', 'Records consumed but not yet delivered.');
+  readonly brokersUp = new Gauge(this.registry, 'xgb_stream_brokers_up',
+    'Whether the processor can reach the cluster (1) or not (0).');
 
   constructor() {
     // Series without labels exist from the start, at 0: an alert on "failures > 0" or a rate() needs
@@ -151,10 +135,11 @@ export class ProcessorMetrics {
     this.deliveryFailures.inc({}, 0);
     this.assignedPartitions.set({}, 0);
     this.inFlight.set({}, 0);
+    client.collectDefaultMetrics({ register: this.registry });
   }
 
-  /** The text exposition of every metric. */
-  render(): string {
-    return this.all.flatMap((m) => m.render()).join('\n') + '\n';
+  /** The text exposition of every metric (Prometheus text format 0.0.4). */
+  render(): Promise<string> {
+    return this.registry.metrics();
   }
 }

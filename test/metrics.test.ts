@@ -170,11 +170,27 @@ describe('metrics endpoint', () => {
 });
 
 describe('metrics registry', () => {
-  it('renders histograms with cumulative buckets, sum and count', () => {
+  it("adds prom-client's default process metrics under their standard names", async () => {
+    const text = await new ProcessorMetrics().render();
+    for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes',
+      'nodejs_eventloop_lag_seconds', 'nodejs_gc_duration_seconds']) {
+      expect(text).toContain(`# TYPE ${name} `);
+    }
+  });
+
+  it('gives each processor its own registry', async () => {
+    const a = new ProcessorMetrics();
+    const b = new ProcessorMetrics();
+    a.recordsIn.inc({}, 5);
+    expect(await a.render()).toContain('xgb_stream_records_in_total 5\n');
+    expect(await b.render()).toContain('xgb_stream_records_in_total 0\n');
+  });
+
+  it('renders histograms with cumulative buckets, sum and count', async () => {
     const m = new ProcessorMetrics();
     m.batchSize.observe(3);
     m.batchSize.observe(700);
-    const text = m.render();
+    const text = await m.render();
     expect(text).toContain('xgb_stream_batch_size_bucket{le="2"} 0\n');
     expect(text).toContain('xgb_stream_batch_size_bucket{le="5"} 1\n');
     expect(text).toContain('xgb_stream_batch_size_bucket{le="1000"} 2\n');
@@ -183,9 +199,9 @@ describe('metrics registry', () => {
     expect(text).toContain('xgb_stream_batch_size_count 2\n');
   });
 
-  it('escapes label values', () => {
+  it('escapes label values', async () => {
     const m = new ProcessorMetrics();
     m.deadLetters.inc({ reason: 'a"b\\c' });
-    expect(m.render()).toContain('xgb_stream_dead_letters_total{reason="a\\"b\\\\c"} 1\n');
+    expect(await m.render()).toContain('xgb_stream_dead_letters_total{reason="a\\"b\\\\c"} 1\n');
   });
 });

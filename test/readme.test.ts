@@ -77,10 +77,17 @@ describe('README: configuration reference', () => {
 describe('README: metrics', () => {
   const rows = table('metric').map((cells) => ({ name: literals(cells[0])[0], type: cells[1], labels: literals(cells[2]) }));
 
-  it('lists every metric the processor exports, and no other, with its type', () => {
-    const exported = new ProcessorMetrics().render().split('\n')
-      .filter((l) => l.startsWith('# TYPE ')).map((l) => l.slice('# TYPE '.length).split(' '));
+  it("lists every metric of the processor's own, and no other, with its type", async () => {
+    const exported = (await new ProcessorMetrics().render()).split('\n')
+      .filter((l) => l.startsWith('# TYPE xgb_stream_')).map((l) => l.slice('# TYPE '.length).split(' '));
     expect(rows.map((r) => [r.name, r.type]).sort()).toEqual(exported.sort());
+  });
+
+  it("names the prom-client default metrics it exports beside them", async () => {
+    const text = await new ProcessorMetrics().render();
+    const named = [...readme.matchAll(/`((?:process|nodejs)_[a-z_]+)`/g)].map((m) => m[1]);
+    expect(named.length).toBeGreaterThanOrEqual(5);
+    for (const name of named) expect(text).toContain(`# TYPE ${name} `);
   });
 });
 

@@ -80,7 +80,7 @@ export class StreamProcessor {
     this.modelVersion = classifier.attribute('model_version') ?? 'unversioned';
     this.maxInFlight = Math.max(10_000, config.batchSize * 8);
     const { savedByXgboost, libxgboost, objective } = classifier.modelInfo;
-    metrics.modelInfo.set({ version: this.modelVersion, saved_by_xgboost: savedByXgboost, libxgboost }, 1);
+    metrics.modelInfo.set({ libxgboost, saved_by_xgboost: savedByXgboost, version: this.modelVersion }, 1);
     this.modelFacts = { modelVersion: this.modelVersion, modelSavedByXgboost: savedByXgboost, libxgboost, objective };
 
     const properties = splitKafkaProperties(config.kafkaProperties);
