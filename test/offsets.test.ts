@@ -76,6 +76,12 @@ describe('offset tracker', () => {
     expect(t.takeStorable(undefined, true)).toEqual([{ topic: 'in', partition: 1, offset: 8 }]);
   });
 
+  it('gives, per partition of a batch, the offset after its last record', () => {
+    const t = new OffsetTracker('in');
+    const b = t.add([{ partition: 1, offset: 7 }, { partition: 0, offset: 3 }, { partition: 1, offset: 9 }]);
+    expect(t.endOffsets(b)).toEqual([[1, 10], [0, 4]]);
+  });
+
   it('starts a partition afresh when it is assigned again after a drop', () => {
     const t = new OffsetTracker('in');
     const before = t.add(at(0, 10));

@@ -11,7 +11,7 @@
  *   offset: the aborted records are read and scored again;
  * - a fatal error (fenced, unsupported) stops the processor with status 1.
  */
-import type { DeliveryReport, KafkaConsumer, LibrdKafkaError, Message } from 'node-rdkafka';
+import type { DeliveryReport, LibrdKafkaError, Message } from 'node-rdkafka';
 import type { DeliveryContext, Delivery } from './deliver';
 import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
 import type { Output } from './output';
@@ -145,20 +145,9 @@ export class ExactlyOnceDelivery implements Delivery {
     }
     const kept: Output[] = new Array(outputs.length);
     for (let row = 0; row < outputs.length; row++) {
-      let output = outputs[row];
-      const refusal = this.refused.get(positionKey(output));
-      if (refusal) output = this.writer.rejected(output, refusal);
-      for (;;) {
-        if (output.skipped !== undefined) {
-          this.writer.skipped(output);
-          break;
-        }
-        const result = this.writer.tryProduce(new InFlightOutput(output, batch, row));
-        if (result === 'queued') break;
-        if (result === 'full') await this.writer.queueRoom();
-        else output = this.writer.rejected(output, result);
-      }
-      kept[row] = output;
+      const refusal = this.refused.get(positionKey(outputs[row]));
+      const output = refusal ? this.writer.rejected(outputs[row], refusal) : outputs[row];
+      kept[row] = (await this.writer.produce(new InFlightOutput(output, batch, row))).output;
     }
     this.batches.push({ batch, outputs: kept });
     this.records += outputs.length;
@@ -175,7 +164,7 @@ export class ExactlyOnceDelivery implements Delivery {
     try {
       if (this.doomed) throw this.doomed;
       await call((cb) => this.ctx.producer.sendOffsetsToTransaction(offsets.map((o) => ({ ...o })),
-        this.ctx.consumer as KafkaConsumer, TRANSACTION_TIMEOUT_MS, cb));
+        this.ctx.consumer, TRANSACTION_TIMEOUT_MS, cb));
       await call((cb) => this.ctx.producer.commitTransaction(TRANSACTION_TIMEOUT_MS, cb));
     } catch (err) {
       await this.failed(err as LibrdKafkaError, why);
@@ -230,10 +219,9 @@ export class ExactlyOnceDelivery implements Delivery {
   /** Per partition, the offset after the last record of the open transaction. */
   private offsetsAfter(): PartitionOffset[] {
     const after = new Map<number, number>();
-    for (const { batch, outputs } of this.batches) {
-      for (let row = 0; row < outputs.length; row++) {
-        const { partition, offset } = this.tracker.positionOf(batch, row);
-        if (offset + 1 > (after.get(partition) ?? -1)) after.set(partition, offset + 1);
+    for (const { batch } of this.batches) {
+      for (const [partition, offset] of this.tracker.endOffsets(batch)) {
+        if (offset > (after.get(partition) ?? -1)) after.set(partition, offset);
       }
     }
     return [...after].map(([partition, offset]) => ({ topic: this.ctx.inputTopic, partition, offset }));

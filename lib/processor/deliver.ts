@@ -138,20 +138,12 @@ export class AtLeastOnceDelivery implements Delivery {
   }
 
   private async produceItem(item: InFlightOutput): Promise<void> {
-    for (;;) {
-      if (item.output.skipped !== undefined) {
-        // No output at all: the record is done, and its offset may pass.
-        this.writer.skipped(item.output);
-        this.tracker.delivered(item.batch, item.row);
-        this.scheduleStore();
-        this.progress();
-        return;
-      }
-      const result = this.writer.tryProduce(item);
-      if (result === 'queued') return;
-      if (result === 'full') await this.writer.queueRoom();
-      else item = new InFlightOutput(this.writer.rejected(item.output, result), item.batch, item.row);
-    }
+    const produced = await this.writer.produce(item);
+    if (produced.output.skipped === undefined) return;
+    // No output at all: the record is done, and its offset may pass.
+    this.tracker.delivered(produced.batch, produced.row);
+    this.scheduleStore();
+    this.progress();
   }
 
   private onDelivery(err: LibrdKafkaError | null, report: DeliveryReport): void {

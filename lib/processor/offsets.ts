@@ -43,6 +43,8 @@ export class TrackedBatch {
   readonly sliceOf: Slice[];
   /** Per row: its index within that slice. */
   readonly indexInSlice: Int32Array;
+  /** The batch's slices, one per partition. */
+  readonly slices: Slice[] = [];
   constructor(size: number) {
     this.sliceOf = new Array<Slice>(size);
     this.indexInSlice = new Int32Array(size);
@@ -95,12 +97,13 @@ export class OffsetTracker {
         slice = new Slice(t);
         t.slices.push(slice);
         slices.set(partition, slice);
+        batch.slices.push(slice);
       }
       batch.sliceOf[row] = slice;
       batch.indexInSlice[row] = slice.offsets.length;
       slice.offsets.push(offset);
     }
-    for (const slice of slices.values()) {
+    for (const slice of batch.slices) {
       slice.done = new Uint8Array(slice.offsets.length);
       slice.remaining = slice.offsets.length;
       slice.track.pending += slice.offsets.length;
@@ -131,6 +134,11 @@ export class OffsetTracker {
       t.slices = t.slices.slice(t.head);
       t.head = 0;
     }
+  }
+
+  /** Per partition of the batch, the offset after its last record there. */
+  endOffsets(batch: TrackedBatch): Array<[partition: number, offset: number]> {
+    return batch.slices.map((s) => [s.track.partition, s.offsets[s.offsets.length - 1] + 1]);
   }
 
   /** Where a batch's row was read from. */

@@ -80,10 +80,29 @@ export class OutputWriter {
   }
 
   /**
+   * Hands one output to the producer, waiting only while librdkafka's local queue is full. An output
+   * refused for good is replaced and tried again ({@link rejected}); one with no output at all is
+   * logged and counted ({@link skipped}). Resolves with the item that was produced, or the skipped
+   * one, which the caller then treats as done.
+   */
+  async produce(item: InFlightOutput): Promise<InFlightOutput> {
+    for (;;) {
+      if (item.output.skipped !== undefined) {
+        this.skipped(item.output);
+        return item;
+      }
+      const result = this.tryProduce(item);
+      if (result === 'queued') return item;
+      if (result === 'full') await this.queueRoom();
+      else item = new InFlightOutput(this.rejected(item.output, result), item.batch, item.row);
+    }
+  }
+
+  /**
    * Produces one output: 'queued', 'full' when librdkafka's local queue is full, or the error when
    * librdkafka refuses this record for good (too large for its message.max.bytes).
    */
-  tryProduce(item: InFlightOutput): 'queued' | 'full' | LibrdKafkaError {
+  private tryProduce(item: InFlightOutput): 'queued' | 'full' | LibrdKafkaError {
     const { topic, headers } = item.output;
     const value = nonNullEmpty(item.output.value);
     const key = typeof item.output.key === 'string' ? item.output.key : nonNullEmpty(item.output.key);
@@ -100,7 +119,7 @@ export class OutputWriter {
   }
 
   /** Lets delivery reports drain librdkafka's full queue. */
-  queueRoom(): Promise<void> {
+  private queueRoom(): Promise<void> {
     this.ctx.producer.poll();
     return new Promise((resolve) => setTimeout(resolve, 5));
   }
@@ -121,7 +140,7 @@ export class OutputWriter {
   }
 
   /** A record with no output at all: logged with enough to find it, and counted. */
-  skipped(output: Output): void {
+  private skipped(output: Output): void {
     const reason = output.deadLetterReason ?? 'unknown';
     const { key, value } = output.source;
     const keyPrefix = key === null || key === undefined ? null
