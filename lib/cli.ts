@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import { ConfigError, helpText, parseConfig } from './config';
 import { EXIT } from './exit';
+import { KafkaClientMissingError, kafkaClient } from './kafka-client';
 
 async function main(): Promise<number> {
   // Consume calls, flushes and batch predictions all run on libuv's pool; its default of 4 threads
@@ -32,6 +33,15 @@ async function main(): Promise<number> {
     return EXIT.ok;
   }
   const config = parsed.config;
+  try {
+    kafkaClient();
+  } catch (err) {
+    if (err instanceof KafkaClientMissingError) {
+      process.stderr.write(`xgb-stream: ${err.message}\n`);
+      return EXIT.usage;
+    }
+    throw err;
+  }
 
   // Loaded here rather than at the top so that --help works without the native addon built.
   const { Classifier } = await import('./classifier');

@@ -7,7 +7,7 @@ export const EXIT = Object.freeze({
   ok: 0,
   /** A runtime failure: no connection, missing topics, an output that could not be delivered. */
   failure: 1,
-  /** An invalid setting or model file, named in the message. */
+  /** An invalid setting or model file, named in the message; or node-rdkafka not installed. */
   usage: 2,
   /** A second SIGINT or SIGTERM during a graceful stop: out at once, without finishing. */
   interrupted: 130,

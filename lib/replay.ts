@@ -8,9 +8,10 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { performance } from 'node:perf_hooks';
-import { AdminClient, Producer, type LibrdKafkaError, type MessageHeader } from 'node-rdkafka';
+import type { LibrdKafkaError, MessageHeader } from 'node-rdkafka';
 import { encodePredictRequest } from './codec';
 import { addKafkaProperty, ConfigError } from './config';
+import { KafkaClientMissingError, kafkaClient } from './kafka-client';
 
 /** The header that carries a replayed record's ground-truth label, "0" or "1". */
 export const LABEL_HEADER = 'label';
@@ -190,7 +191,7 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
   if (!Number.isFinite(rate) || rate < 0) throw new RangeError(`rate must be >= 0 records/s, got ${rate}`);
   const messageTimeoutMs = Number(options.kafkaProperties?.['message.timeout.ms'] ?? 30_000);
 
-  const producer = new Producer({
+  const producer = new (kafkaClient().Producer)({
     'bootstrap.servers': options.brokers,
     'client.id': 'xgb-stream-replay',
     'dr_cb': true,
@@ -295,6 +296,8 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
     }
   } finally {
     if (timer) clearInterval(timer);
+    // The poll timer must stop before disconnect destroys the handle (see the processor's disconnect).
+    producer.setPollInterval(0);
     await new Promise<void>((resolve) => producer.disconnect(5_000, () => resolve()));
   }
   const elapsedMs = elapsed();
@@ -308,7 +311,7 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
 /** Creates a topic, or leaves it alone when it exists. */
 export async function ensureTopic(brokers: string, topic: string, partitions: number,
   kafkaProperties: Readonly<Record<string, string>> = {}): Promise<void> {
-  const admin = AdminClient.create({ 'bootstrap.servers': brokers, ...kafkaProperties });
+  const admin = kafkaClient().AdminClient.create({ 'bootstrap.servers': brokers, ...kafkaProperties });
   try {
     await new Promise<void>((resolve, reject) => {
       admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1 }, 30_000, (err) => {
@@ -447,11 +450,12 @@ async function main(): Promise<number> {
       process.stdout.write(`${HELP}\n`);
       return 0;
     }
+    kafkaClient();
     records = options.random !== undefined
       ? randomRecords(options.random, options.features, options.seed)
       : readReplayFile(options.file);
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof ReplayFileError) {
+    if (err instanceof ConfigError || err instanceof ReplayFileError || err instanceof KafkaClientMissingError) {
       process.stderr.write(`xgb-stream-replay: ${err.message}\n`);
       return EXIT_USAGE;
     }

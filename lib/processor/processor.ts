@@ -349,6 +349,11 @@ function disconnect(client: Connectable): Promise<void> {
       resolve();
       return;
     }
+    // node-rdkafka's poll timer calls librdkafka on the main thread without the lock that guards
+    // the handle, while disconnect destroys the handle on a pool thread: a tick landing then is a
+    // use-after-free (a segfault). Stopping the timer first closes that window; flush still serves
+    // the last delivery reports.
+    if (client instanceof Producer) client.setPollInterval(0);
     client.disconnect(() => resolve());
   });
 }

@@ -106,6 +106,8 @@ export async function produceAll(topic: string, records: readonly OutgoingRecord
     }
   }
   await done;
+  // Stopped before disconnect destroys the handle: a poll tick during that is a segfault.
+  producer.setPollInterval(0);
   await new Promise<void>((resolve) => producer.disconnect(() => resolve()));
   if (failure) throw failure;
 }
