@@ -59,6 +59,17 @@ async function main(): Promise<number> {
     return EXIT.usage;
   }
 
+  let shadow;
+  if (config.shadowModelPath !== undefined) {
+    try {
+      shadow = Classifier.load(path.resolve(config.shadowModelPath), { nthread: config.nthread });
+    } catch (err) {
+      process.stderr.write(`xgb-stream: invalid --shadow-model: ${(err as Error).message}\n`);
+      classifier.close();
+      return EXIT.usage;
+    }
+  }
+
   const metrics = new ProcessorMetrics();
   // The bench's floor: Kafka through node-rdkafka without scoring (lib/processor/passthrough.ts).
   const passthrough = process.env.XGB_STREAM_PASSTHROUGH === '1';
@@ -66,7 +77,7 @@ async function main(): Promise<number> {
   const scorer = passthrough ? new (await import('./processor/passthrough')).PassthroughScorer(classifier) : classifier;
   let processor;
   try {
-    processor = new StreamProcessor({ config, classifier: scorer, logger: log, metrics });
+    processor = new StreamProcessor({ config, classifier: scorer, shadow, logger: log, metrics });
   } catch (err) {
     process.stderr.write(`xgb-stream: ${(err as Error).message}\n`);
     return EXIT.usage;
@@ -74,7 +85,9 @@ async function main(): Promise<number> {
 
   let metricsServer;
   if (config.metricsPort > 0) {
-    metricsServer = (await startMetricsServer(config.metricsPort, metrics, processor)).server;
+    metricsServer = (await startMetricsServer(config.metricsPort, metrics, processor, {
+      reload: config.enableLifecycle ? () => processor.reloadModel('POST /-/reload') : undefined,
+    })).server;
   }
 
   let signals = 0;
@@ -89,6 +102,8 @@ async function main(): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // SIGHUP reloads the model (through the gate) instead of ending the process.
+  process.on('SIGHUP', () => { void processor.reloadModel('SIGHUP'); });
 
   try {
     await processor.start();

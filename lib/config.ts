@@ -26,6 +26,18 @@ export interface ProcessorConfig {
   readonly regularTopic: string;
   readonly deadLetterTopic: string;
   readonly modelPath: string;
+  /** Reload --model when a new file is renamed into its place. */
+  readonly watchModel: boolean;
+  /** Serve POST /-/reload on the metrics port. */
+  readonly enableLifecycle: boolean;
+  /** Live rows a candidate model and the serving one both score before a swap; 0 skips the canary. */
+  readonly canaryRows: number;
+  /** Reject a candidate whose canary alert rate differs from the serving model's by more than this factor. */
+  readonly maxAlertRateRatio: number | undefined;
+  /** A second model that scores every batch too, without changing routing. */
+  readonly shadowModelPath: string | undefined;
+  /** Where the shadow model's ScoredRecords go, when anywhere. */
+  readonly shadowTopic: string | undefined;
   /** Explicit threshold; undefined means the model's `threshold` attribute, else 0.5. */
   readonly threshold: number | undefined;
   readonly batchSize: number;
@@ -96,6 +108,18 @@ export const OPTIONS: readonly Option[] = [
     def: 'predict-requests.dlq', help: 'topic for records that cannot be scored, with the reason in headers' },
   { flag: '--model', env: 'MODEL_PATH', key: 'modelPath', kind: 'string', def: 'models/default/model.ubj',
     help: 'XGBoost model file, UBJSON or JSON (convert legacy binary ones: npm run convert-model)' },
+  { flag: '--watch-model', env: 'WATCH_MODEL', key: 'watchModel', kind: 'bool', def: 'false',
+    help: 'reload --model when a new file is renamed into its place (as SIGHUP does)' },
+  { flag: '--enable-lifecycle', env: 'ENABLE_LIFECYCLE', key: 'enableLifecycle', kind: 'bool', def: 'false',
+    help: 'serve POST /-/reload on the metrics port (reloads --model, as SIGHUP does)' },
+  { flag: '--canary-rows', env: 'CANARY_ROWS', key: 'canaryRows', kind: 'int', def: '10000', min: 0, max: 1_000_000,
+    help: 'last live rows that a reloaded model and the serving one both score before the swap (0: no canary)' },
+  { flag: '--max-alert-rate-ratio', env: 'MAX_ALERT_RATE_RATIO', key: 'maxAlertRateRatio', kind: 'number', min: 1,
+    help: "reject a reloaded model whose canary alert rate differs from the serving model's by more than this factor (default: off)" },
+  { flag: '--shadow-model', env: 'SHADOW_MODEL_PATH', key: 'shadowModelPath', kind: 'string',
+    help: 'second model that scores every batch too, for comparison; it never changes routing' },
+  { flag: '--shadow-topic', env: 'SHADOW_TOPIC', key: 'shadowTopic', kind: 'string',
+    help: "topic for the shadow model's ScoredRecords (default: none, metrics only)" },
   { flag: '--threshold', env: 'THRESHOLD', key: 'threshold', kind: 'number', min: 0, max: 1,
     help: "score at or above which a record is suspicious (default: the model's threshold attribute, else 0.5)" },
   { flag: '--batch-size', env: 'BATCH_SIZE', key: 'batchSize', kind: 'int', def: '500', min: 1, max: 100000,
@@ -263,8 +287,13 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   const config = { ...values, kafkaProperties: Object.freeze(kafkaProperties) } as unknown as ProcessorConfig;
   if (config.guarantee === 'exactly-once') checkExactlyOnceProperties(kafkaProperties);
   const topics = [config.inputTopic, config.suspiciousTopic, config.regularTopic, config.deadLetterTopic];
+  if (config.shadowTopic !== undefined) topics.push(config.shadowTopic);
   if (new Set(topics).size !== topics.length) {
-    throw new ConfigError(`the input, suspicious, regular and dead-letter topics must differ: ${topics.join(', ')}`);
+    const names = config.shadowTopic !== undefined ? 'regular, dead-letter and shadow' : 'regular and dead-letter';
+    throw new ConfigError(`the input, suspicious, ${names} topics must differ: ${topics.join(', ')}`);
+  }
+  if (config.shadowTopic !== undefined && config.shadowModelPath === undefined) {
+    throw new ConfigError('--shadow-topic needs --shadow-model');
   }
   return { kind: 'run', config: Object.freeze(config) };
 }

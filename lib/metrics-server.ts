@@ -5,6 +5,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ProcessorMetrics } from './metrics';
+import type { ReloadOutcome } from './processor/model-reload';
 
 /** What the endpoint asks of the running processor. */
 export interface ReadinessSource {
@@ -15,12 +16,28 @@ export interface ReadinessSource {
   refreshLag(): void;
 }
 
-/** Starts the endpoint on 127.0.0.1-or-all interfaces at `port` (0 picks a free port); resolves once listening. */
+/** The lifecycle API: present only with --enable-lifecycle. */
+export interface Lifecycle {
+  /** POST /-/reload: reloads the model through the gate. */
+  readonly reload?: () => Promise<ReloadOutcome>;
+}
+
+/** What POST /-/reload answers without --enable-lifecycle. */
+export const LIFECYCLE_DISABLED = 'the lifecycle API is not enabled: start xgb-stream with --enable-lifecycle\n';
+
+/**
+ * Starts the endpoint on all interfaces (or `host`) at `port` (0 picks a free port); resolves once
+ * listening.
+ */
 export async function startMetricsServer(
-  port: number, metrics: ProcessorMetrics, source: ReadinessSource, host = '0.0.0.0',
+  port: number, metrics: ProcessorMetrics, source: ReadinessSource, lifecycle: Lifecycle = {}, host = '0.0.0.0',
 ): Promise<{ server: http.Server; port: number }> {
   const server = http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
+    if (url === '/-/reload') {
+      reloadEndpoint(req.method, lifecycle, res);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
@@ -49,4 +66,21 @@ export async function startMetricsServer(
     server.listen(port, host, () => resolve());
   });
   return { server, port: (server.address() as AddressInfo).port };
+}
+
+/** POST (or PUT) /-/reload: 200 with the new version, 409 naming the failed gate, 403 when not enabled. */
+function reloadEndpoint(method: string | undefined, lifecycle: Lifecycle, res: http.ServerResponse): void {
+  if (!lifecycle.reload) {
+    res.writeHead(403, { 'content-type': 'text/plain' }).end(LIFECYCLE_DISABLED);
+    return;
+  }
+  if (method !== 'POST' && method !== 'PUT') {
+    res.writeHead(405, { allow: 'POST, PUT' }).end();
+    return;
+  }
+  lifecycle.reload().then(
+    (outcome) => res.writeHead(outcome.result === 'success' ? 200 : 409, { 'content-type': 'application/json' })
+      .end(JSON.stringify(outcome) + '\n'),
+    (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`reload failed: ${err.message}\n`),
+  );
 }

@@ -127,6 +127,30 @@ export class ProcessorMetrics {
   readonly inFlight = new Gauge(this.registry, 'xgb_stream_records_in_flight', 'Records consumed but not yet delivered.');
   readonly brokersUp = new Gauge(this.registry, 'xgb_stream_brokers_up',
     'Whether the processor can reach the cluster (1) or not (0).');
+  readonly modelReloads = new Counter(this.registry, 'xgb_stream_model_reloads_total',
+    'Model reloads (SIGHUP, POST /-/reload, --watch-model), by result: success or rejected.', ['result']);
+  readonly modelReloadRejections = new Counter(this.registry, 'xgb_stream_model_reload_rejections_total',
+    'Reloaded models refused, by the check of the gate they failed.', ['gate']);
+  readonly canaryRows = new Gauge(this.registry, 'xgb_stream_canary_rows',
+    'Live rows of the last canary: a reloaded model and the serving one both scored them.');
+  readonly canaryAlertRate = new Gauge(this.registry, 'xgb_stream_canary_alert_rate',
+    'Fraction of the last canary\'s rows each model alerts on, by model: serving or candidate.', ['model']);
+  readonly canaryMaxScoreChange = new Gauge(this.registry, 'xgb_stream_canary_max_score_change',
+    'Largest score difference between the candidate and the serving model in the last canary.');
+  readonly shadowActive = new Gauge(this.registry, 'xgb_stream_shadow_active',
+    'Whether a shadow model scores every batch (1) or not (0).');
+  readonly shadowRecords = new Counter(this.registry, 'xgb_stream_shadow_records_total',
+    'Records scored by both the serving and the shadow model.');
+  readonly shadowAgreements = new Counter(this.registry, 'xgb_stream_shadow_agreements_total',
+    'Records on which the shadow model makes the same alert decision as the serving one.');
+  readonly shadowAgreementRatio = new Gauge(this.registry, 'xgb_stream_shadow_agreement_ratio',
+    'Agreements over records scored by both models, since start.');
+  readonly shadowAlerts = new Counter(this.registry, 'xgb_stream_shadow_alerts_total',
+    'Alerts (score at or above the threshold) among records scored by both models, by model: serving or shadow.',
+    ['model']);
+  readonly shadowScoreDifference = new Histogram(this.registry, 'xgb_stream_shadow_score_difference',
+    'Absolute difference between the shadow and the serving score of a record.',
+    [0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1]);
 
   constructor() {
     // Series without labels exist from the start, at 0: an alert on "failures > 0" or a rate() needs
@@ -135,6 +159,8 @@ export class ProcessorMetrics {
     this.deliveryFailures.inc({}, 0);
     this.assignedPartitions.set({}, 0);
     this.inFlight.set({}, 0);
+    for (const result of ['success', 'rejected']) this.modelReloads.inc({ result }, 0);
+    this.shadowActive.set({}, 0);
     client.collectDefaultMetrics({ register: this.registry });
   }
 

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 
 const root = path.resolve(__dirname, '..');
 export const DEFAULT_MODEL_DIR = path.join(root, 'models', 'default');
+export const CANDIDATE_MODEL_DIR = path.join(root, 'models', 'candidate');
 const stateFile = path.join(root, 'node_modules', '.xgb-stream-test-kafka');
 
 /** Trains the default model when missing, then makes sure a broker is there for the integration tests. */
@@ -16,6 +17,12 @@ export default async function globalSetup(): Promise<void> {
     process.stdout.write('\nglobal setup: training the default model (models/default)\n');
     execFileSync('bash', [path.join(root, 'scripts/python.sh'), path.join(root, 'scripts/train_model.py'),
       '--out', DEFAULT_MODEL_DIR], { stdio: 'inherit' });
+  }
+  // A second, comparable model (another seed) for the live-rollout tests: a reload's candidate, a shadow.
+  if (!existsSync(path.join(CANDIDATE_MODEL_DIR, 'model.ubj'))) {
+    process.stdout.write('\nglobal setup: training the candidate model (models/candidate, --seed 7)\n');
+    execFileSync('bash', [path.join(root, 'scripts/python.sh'), path.join(root, 'scripts/train_model.py'),
+      '--seed', '7', '--out', CANDIDATE_MODEL_DIR], { stdio: 'inherit' });
   }
   // The version matrix: the same small model from each pinned Python xgboost release, each in its own
   // venv. Made once (about a minute, mostly the venvs), then reused while the training script stays.

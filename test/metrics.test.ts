@@ -2,35 +2,14 @@
  * The operations endpoint: the Prometheus exposition of a processor that scored real records, and the
  * health and readiness answers.
  */
-import * as net from 'node:net';
 import { encodePredictRequest } from '../lib/codec';
 import { ProcessorMetrics } from '../lib/metrics';
 import { startMetricsServer } from '../lib/metrics-server';
 import { Collector, ProcessorProcess, createTopicSet, produceAll, topicFlags } from './helpers/kafka';
 import { loadTestVectors, row } from './helpers/fixtures';
 import { until } from './helpers/in-process';
+import { freePort, get, sample } from './helpers/http';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-async function get(port: number, path: string): Promise<{ status: number; type: string | null; body: string }> {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`);
-  return { status: res.status, type: res.headers.get('content-type'), body: await res.text() };
-}
-
-/** The value of one sample line, e.g. `xgb_stream_records_out_total{topic="x"}`. */
-function sample(body: string, series: string): number | undefined {
-  const line = body.split('\n').find((l) => l.startsWith(series + ' '));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 describe('metrics endpoint', () => {
   it('reports counters that match the records processed, with Prometheus types', async () => {
@@ -144,7 +123,7 @@ describe('metrics endpoint', () => {
   it('answers /readyz with 503 while no partitions are assigned', async () => {
     const metrics = new ProcessorMetrics();
     const { server, port } = await startMetricsServer(0, metrics,
-      { ready: false, assignedPartitions: [], refreshLag: () => undefined }, '127.0.0.1');
+      { ready: false, assignedPartitions: [], refreshLag: () => undefined }, {}, '127.0.0.1');
     try {
       const ready = await get(port, '/readyz');
       expect(ready.status).toBe(503);
@@ -158,7 +137,7 @@ describe('metrics endpoint', () => {
   it('answers /readyz with 503 and the reason during a broker outage', async () => {
     const reason = 'brokers 127.0.0.1:9092 unreachable since 2026-11-27T10:00:01.000Z: Connection refused';
     const { server, port } = await startMetricsServer(0, new ProcessorMetrics(),
-      { ready: false, notReadyReason: reason, assignedPartitions: [0, 1], refreshLag: () => undefined }, '127.0.0.1');
+      { ready: false, notReadyReason: reason, assignedPartitions: [0, 1], refreshLag: () => undefined }, {}, '127.0.0.1');
     try {
       const ready = await get(port, '/readyz');
       expect(ready.status).toBe(503);

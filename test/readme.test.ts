@@ -9,7 +9,7 @@ import { OPTIONS } from '../lib/config';
 import { EXIT } from '../lib/exit';
 import { ProcessorMetrics } from '../lib/metrics';
 import { HEADER } from '../lib/processor/output';
-import { resolveThreshold } from '../lib/processor/processor';
+import { resolveThreshold } from '../lib/processor/serving-model';
 import { DEAD_LETTER_REASONS } from '../lib/processor/validate';
 
 const readme = readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');

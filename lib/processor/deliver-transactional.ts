@@ -16,7 +16,7 @@ import type { DeliveryContext, Delivery } from './deliver';
 import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
 import type { Output } from './output';
 import { Progress } from './progress';
-import { InFlightOutput, OutputWriter, classifyProducerError } from './output-writer';
+import { InFlightOutput, OutputWriter, classifyProducerError, SHADOW_OUTPUT } from './output-writer';
 
 /** A size bound on a transaction, so that a fast stream commits more often than the interval. */
 const MAX_RECORDS_PER_TRANSACTION = 20_000;
@@ -69,7 +69,10 @@ export class ExactlyOnceDelivery implements Delivery {
   constructor(private readonly ctx: TransactionalContext) {
     this.tracker = new OffsetTracker(ctx.inputTopic);
     this.writer = new OutputWriter(ctx);
-    ctx.producer.on('delivery-report', (err, report) => this.onDelivery(err, report));
+    ctx.producer.on('delivery-report', (err, report) => {
+      if (report.opaque === SHADOW_OUTPUT) this.writer.shadowReport(err, report.topic);
+      else this.onDelivery(err, report);
+    });
   }
 
   /** Initialises the producer's transactions; fences an older instance with the same transactional.id. */

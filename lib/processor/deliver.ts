@@ -10,7 +10,7 @@ import type { DeliveryReport, KafkaConsumer, LibrdKafkaError, Message } from 'no
 import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
 import type { Output } from './output';
 import { Progress } from './progress';
-import { InFlightOutput, OutputWriter, classifyProducerError, type WriterContext } from './output-writer';
+import { InFlightOutput, OutputWriter, classifyProducerError, type WriterContext, SHADOW_OUTPUT } from './output-writer';
 
 /** Attempts to deliver one output before the processor stops without storing past it. */
 const DELIVERY_ATTEMPTS = 3;
@@ -70,7 +70,10 @@ export class AtLeastOnceDelivery implements Delivery {
   constructor(private readonly ctx: DeliveryContext) {
     this.tracker = new OffsetTracker(ctx.inputTopic);
     this.writer = new OutputWriter(ctx);
-    ctx.producer.on('delivery-report', (err, report) => this.onDelivery(err, report));
+    ctx.producer.on('delivery-report', (err, report) => {
+      if (report.opaque === SHADOW_OUTPUT) this.writer.shadowReport(err, report.topic);
+      else this.onDelivery(err, report);
+    });
   }
 
   get inFlight(): number {

@@ -7,7 +7,7 @@ import type { LibrdKafkaError, Producer } from 'node-rdkafka';
 import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
 import type { TrackedBatch } from './offsets';
-import { deadLetterOutput, type Output } from './output';
+import { deadLetterOutput, type Output, type ShadowOutput } from './output';
 
 const ERR_QUEUE_FULL = -184;
 
@@ -52,6 +52,12 @@ export class InFlightOutput {
   constructor(readonly output: Output, readonly batch: TrackedBatch, readonly row: number) {}
 }
 
+/**
+ * The delivery-report opaque of every shadow output: the deliver stages hand such reports to
+ * {@link OutputWriter.shadowReport} and leave their offsets alone.
+ */
+export const SHADOW_OUTPUT = Object.freeze({ shadow: true });
+
 /** What the writer needs to know. */
 export interface WriterContext {
   readonly producer: Producer;
@@ -92,7 +98,11 @@ export class OutputWriter {
         return item;
       }
       const result = this.tryProduce(item);
-      if (result === 'queued') return item;
+      if (result === 'queued') {
+        // Once per record: a retried output does not write its shadow again.
+        if (item.attempt === 1 && item.output.shadow) await this.produceShadow(item.output.shadow);
+        return item;
+      }
       if (result === 'full') await this.queueRoom();
       else item = new InFlightOutput(this.rejected(item.output, result), item.batch, item.row);
     }
@@ -116,6 +126,37 @@ export class OutputWriter {
     }
     item.attempt++;
     return 'queued';
+  }
+
+  /**
+   * A shadow model's output: best effort, outside the offset bookkeeping (its loss on a crash costs
+   * a comparison, never a record), but it waits for room like any output.
+   */
+  private async produceShadow(shadow: ShadowOutput): Promise<void> {
+    for (;;) {
+      try {
+        this.ctx.producer.produce(shadow.topic, null, shadow.value, shadow.key, null, SHADOW_OUTPUT);
+        return;
+      } catch (err) {
+        const e = err as LibrdKafkaError;
+        if (e.code !== ERR_QUEUE_FULL) {
+          this.ctx.metrics.deliveryFailures.inc();
+          this.ctx.log.warn('shadow output not produced', { topic: shadow.topic, error: e.message, code: e.code });
+          return;
+        }
+        await this.queueRoom();
+      }
+    }
+  }
+
+  /** A shadow output's delivery report: counted, and logged when it failed; never retried. */
+  shadowReport(err: LibrdKafkaError | null, topic: string): void {
+    if (err) {
+      this.ctx.metrics.deliveryFailures.inc();
+      this.ctx.log.warn('shadow output not delivered', { topic, error: err.message, code: err.code });
+      return;
+    }
+    this.recordsOutByTopic.get(topic)?.inc();
   }
 
   /** Lets delivery reports drain librdkafka's full queue. */

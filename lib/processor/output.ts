@@ -45,6 +45,15 @@ export interface Output {
   readonly source: Message;
   /** Why nothing is written for this record, when not even a cut dead-letter copy fits the limit. */
   readonly skipped?: string;
+  /** The shadow model's ScoredRecord of this record, for --shadow-topic. */
+  readonly shadow?: ShadowOutput;
+}
+
+/** A shadow model's output: written beside the scored one, not tracked for offsets (best effort). */
+export interface ShadowOutput {
+  readonly topic: string;
+  readonly key: string;
+  readonly value: Buffer;
 }
 
 /**

@@ -17,12 +17,17 @@ import { AtLeastOnceDelivery, type Delivery, type DeliveryContext } from './deli
 import { ExactlyOnceDelivery } from './deliver-transactional';
 import { Fetcher } from './fetch';
 import { BatchScorer, type Scorer } from './score';
+import { ModelReloader, type ReloadOutcome } from './model-reload';
+import { ServingModel, type ServedClassifier } from './serving-model';
+import { ShadowScorer } from './shadow';
 import { BrokerHealth } from './broker-health';
 import { Progress } from './progress';
 import { ensureTopics } from './topics';
 import { splitKafkaProperties } from './kafka-properties';
 
 export type { Scorer } from './score';
+export type { ReloadOutcome } from './model-reload';
+export { resolveThreshold } from './serving-model';
 
 /** librdkafka's default message.max.bytes. */
 const LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000;
@@ -33,6 +38,8 @@ const MAX_BATCHES_IN_FLIGHT = 3;
 export interface ProcessorOptions {
   readonly config: ProcessorConfig;
   readonly classifier: Scorer;
+  /** --shadow-model, loaded: scores every batch beside the serving model, closed by the processor. */
+  readonly shadow?: ServedClassifier;
   readonly logger: Logger;
   readonly metrics: ProcessorMetrics;
 }
@@ -48,12 +55,8 @@ export class StreamProcessor {
   private readonly scorer: BatchScorer;
   private readonly delivery: Delivery;
   private readonly health: BrokerHealth;
-  /** Decision threshold: the flag, else the model's `threshold` attribute, else 0.5. */
-  readonly threshold: number;
-  /** The model version written into every output. */
-  readonly modelVersion: string;
-  /** The model's version, the xgboost release that saved it and the libxgboost that scores it. */
-  private readonly modelFacts: Record<string, string>;
+  private readonly reloader: ModelReloader;
+  private readonly shadow: ShadowScorer | undefined;
   private readonly maxInFlight: number;
   /** The producer's transactional.id under exactly-once: the group id and the instance id (or host name). */
   private readonly transactionalId: string;
@@ -76,12 +79,15 @@ export class StreamProcessor {
     this.config = config;
     this.log = logger;
     this.metrics = metrics;
-    this.threshold = resolveThreshold(config.threshold, classifier.attribute('threshold'));
-    this.modelVersion = classifier.attribute('model_version') ?? 'unversioned';
+    const serving = new ServingModel(classifier, config.threshold, false);
     this.maxInFlight = Math.max(10_000, config.batchSize * 8);
-    const { savedByXgboost, libxgboost, objective } = classifier.modelInfo;
-    metrics.modelInfo.set({ libxgboost, saved_by_xgboost: savedByXgboost, version: this.modelVersion }, 1);
-    this.modelFacts = { modelVersion: this.modelVersion, modelSavedByXgboost: savedByXgboost, libxgboost, objective };
+    metrics.modelInfo.set(serving.infoLabels, 1);
+    if (options.shadow) {
+      if (options.shadow.numFeatures !== classifier.numFeatures) {
+        throw new ConfigError(`--shadow-model takes ${options.shadow.numFeatures} features, --model ${classifier.numFeatures}`);
+      }
+      this.shadow = new ShadowScorer(new ServingModel(options.shadow, config.threshold, true), metrics, logger);
+    }
 
     const properties = splitKafkaProperties(config.kafkaProperties);
     // An output larger than either limit would be refused: the producer's own message.max.bytes
@@ -133,7 +139,8 @@ export class StreamProcessor {
     }, { 'acks': -1, ...properties.topic });
 
     this.health = new BrokerHealth(config.brokers, logger, metrics);
-    this.scorer = new BatchScorer(classifier, config, this.threshold, this.modelVersion, logger, metrics, maxOutputBytes);
+    this.scorer = new BatchScorer(serving, config, logger, metrics, maxOutputBytes, this.shadow);
+    this.reloader = new ModelReloader(config, this.scorer, logger, metrics);
     this.fetcher = new Fetcher({
       consumer: this.consumer, config, log: logger, metrics,
       stopping: () => this.stopping,
@@ -148,7 +155,8 @@ export class StreamProcessor {
     const deliveryContext: DeliveryContext = {
       producer: this.producer, consumer: this.consumer, inputTopic: config.inputTopic,
       deadLetterTopic: config.deadLetterTopic,
-      outputTopics: [config.suspiciousTopic, config.regularTopic, config.deadLetterTopic], maxOutputBytes,
+      outputTopics: [config.suspiciousTopic, config.regularTopic, config.deadLetterTopic,
+        ...(config.shadowTopic !== undefined ? [config.shadowTopic] : [])], maxOutputBytes,
       log: logger, metrics,
       assignedPartitions: () => this.fetcher.assignedPartitions,
       onProgress: () => this.notifyProgress(),
@@ -172,6 +180,21 @@ export class StreamProcessor {
   get notReadyReason(): string | undefined {
     if (this.stopping) return 'stopping';
     return this.health.outage;
+  }
+
+  /** Decision threshold of the serving model: the flag, else its `threshold` attribute, else 0.5. */
+  get threshold(): number {
+    return this.scorer.model.threshold;
+  }
+
+  /** The version of the serving model, written into every output it scores. */
+  get modelVersion(): string {
+    return this.scorer.model.version;
+  }
+
+  /** Reloads --model through the gate; see model-reload.ts. `trigger` names who asked, for the log. */
+  reloadModel(trigger: string): Promise<ReloadOutcome> {
+    return this.reloader.reload(trigger);
   }
 
   /** Input partitions currently assigned to this instance. */
@@ -203,10 +226,20 @@ export class StreamProcessor {
     this.consumer.subscribe([this.config.inputTopic]);
     this.log.info('processor started', {
       brokers: this.config.brokers, inputTopic: this.config.inputTopic, groupId: this.config.groupId,
-      threshold: this.threshold, ...this.modelFacts, batchSize: this.config.batchSize,
+      threshold: this.threshold, ...this.modelFacts(), batchSize: this.config.batchSize,
       guarantee: this.config.guarantee, instanceId: this.config.instanceId,
     });
     this.fetchLoopDone = this.fetcher.run().catch((err) => this.fail(err as Error));
+    if (this.config.watchModel) this.reloader.watch();
+  }
+
+  /** The serving model's version, the xgboost release that saved it and the libxgboost that scores it. */
+  private modelFacts(): Record<string, string> {
+    const { savedByXgboost, libxgboost, objective } = this.scorer.model.classifier.modelInfo;
+    return {
+      modelVersion: this.modelVersion, modelSavedByXgboost: savedByXgboost, libxgboost, objective,
+      ...(this.shadow ? { shadowModelVersion: this.shadow.model.version } : {}),
+    };
   }
 
   private async initTransactions(transactions: ExactlyOnceDelivery): Promise<void> {
@@ -310,6 +343,9 @@ export class StreamProcessor {
     const pending = this.delivery.pending();
     await disconnect(this.consumer);
     await disconnect(this.producer);
+    this.reloader.close();
+    this.shadow?.model.retire();
+    this.scorer.model.retire();
     const clean = delivered && !this.fatalError;
     if (!clean) {
       this.log.error('stopped with outputs not delivered; they will be processed again after a restart', {
@@ -319,17 +355,6 @@ export class StreamProcessor {
     this.log.info('stopped');
     return clean ? EXIT.ok : EXIT.failure;
   }
-}
-
-/** The decision threshold: an explicit setting wins; a model attribute must be a number in [0, 1]. */
-export function resolveThreshold(configured: number | undefined, attribute: string | undefined): number {
-  if (configured !== undefined) return configured;
-  if (attribute === undefined) return 0.5;
-  const t = Number(attribute);
-  if (attribute.trim() === '' || !Number.isFinite(t) || t < 0 || t > 1) {
-    throw new Error(`the model's threshold attribute '${attribute}' is not a number from 0 to 1; pass --threshold`);
-  }
-  return t;
 }
 
 type Connectable = KafkaConsumer | Producer;

@@ -6,11 +6,14 @@
  */
 import type { Message } from 'node-rdkafka';
 import type { Classifier } from '../classifier';
-import type { Contribution, ScoredRecord } from '../codec';
+import { encodeScoredRecord, type Contribution, type ScoredRecord } from '../codec';
 import type { ProcessorConfig } from '../config';
 import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
 import { deadLetterOutput, encodeOutputValue, eventTimeOf, recordBytes, scoredHeaders, type Output } from './output';
+import { RecentRows } from './recent-rows';
+import type { ServingModel } from './serving-model';
+import type { ShadowScorer } from './shadow';
 import {
   validateRequest, type DeadLetterReason, type InvalidRecord, type RequestRules, type ValidRecord,
 } from './validate';
@@ -25,30 +28,75 @@ const PREDICT_ATTEMPTS = 3;
 export type Scorer = Pick<Classifier,
   'numFeatures' | 'modelInfo' | 'attribute' | 'predict' | 'predictBatchAsync' | 'explainBatchAsync'>;
 
+/** A reload's new model, until it has scored a record of every partition it meets. */
+interface Takeover {
+  readonly model: ServingModel;
+  readonly previousVersion: string;
+  readonly since: number;
+  readonly seen: Set<number>;
+}
+
+/** How long the per-partition takeover offsets of a swap are looked for. */
+const TAKEOVER_WATCH_MS = 10 * 60_000;
+
 /** Scores batches of consumed records into outputs; see the module comment. */
 export class BatchScorer {
   private readonly numFeatures: number;
+  private readonly rules: RequestRules;
+  /** The model that scores the next batch; a reload swaps it between batches. */
+  private serving: ServingModel;
+  private takeover: Takeover | undefined;
+  /** The last live rows, for a reload's canary; undefined with --canary-rows 0. */
+  readonly recentRows: RecentRows | undefined;
 
   constructor(
-    private readonly classifier: Scorer,
+    serving: ServingModel,
     private readonly config: ProcessorConfig,
-    /** Score at or above which a record is suspicious. */
-    readonly threshold: number,
-    /** Written into every scored output. */
-    readonly modelVersion: string,
     private readonly log: Logger,
     private readonly metrics: ProcessorMetrics,
     /** Largest output record that the producer and the output topics accept, in bytes. */
     private readonly maxOutputBytes: number,
+    private readonly shadow?: ShadowScorer,
   ) {
-    this.numFeatures = classifier.numFeatures;
+    this.serving = serving;
+    this.numFeatures = serving.classifier.numFeatures;
     this.rules = { numFeatures: this.numFeatures, rejectMissing: config.rejectMissing, maxRecordIdBytes: config.maxRecordIdBytes };
+    this.recentRows = config.canaryRows > 0 ? new RecentRows(config.canaryRows, this.numFeatures) : undefined;
   }
 
-  private readonly rules: RequestRules;
+  /** The model serving now. */
+  get model(): ServingModel {
+    return this.serving;
+  }
+
+  /**
+   * Makes `next` serve from the next batch on. The batch being scored, if any, finishes on the old
+   * model, which is closed after it. The first offset each partition has scored by `next` is logged.
+   */
+  swap(next: ServingModel): void {
+    const previous = this.serving;
+    this.serving = next;
+    this.takeover = { model: next, previousVersion: previous.version, since: Date.now(), seen: new Set() };
+    previous.retire();
+    this.metrics.modelInfo.delete(previous.infoLabels);
+    this.metrics.modelInfo.set(next.infoLabels, 1);
+    if (this.shadow?.active && this.shadow.model.version === next.version) this.shadow.promoted();
+  }
 
   /** The outputs of `messages`, one per message, in the same order. Never rejects for a bad record. */
   async score(messages: readonly Message[]): Promise<Output[]> {
+    // One model for the whole batch, whatever a reload does meanwhile.
+    const model = this.serving;
+    model.acquire();
+    try {
+      return await this.scoreWith(model, messages);
+    } finally {
+      model.release();
+    }
+  }
+
+  private async scoreWith(model: ServingModel, messages: readonly Message[]): Promise<Output[]> {
+    if (this.takeover !== undefined) this.noteTakeover(model, messages);
     const n = this.numFeatures;
     const checked = new Array<ValidRecord | InvalidRecord>(messages.length);
     let valid = 0;
@@ -59,37 +107,74 @@ export class BatchScorer {
     const rows = new Float32Array(valid * n);
     let r = 0;
     for (const c of checked) if (c.ok) rows.set(c.features, n * r++);
-    const scores = valid > 0 ? await this.predictWithRetry(rows, valid) : [];
-    const explanations = await this.explainSuspicious(rows, scores);
+    this.recentRows?.push(rows, valid);
+    const shadow = this.shadow?.active && valid > 0 ? this.shadow : undefined;
+    shadow?.model.acquire();
+    try {
+      const shadowPrediction = shadow?.predict(rows, valid);
+      const scores = valid > 0 ? await this.predictWithRetry(model.classifier, rows, valid) : [];
+      const shadowScores = await shadowPrediction;
+      const explanations = await this.explainSuspicious(model, rows, scores);
 
-    const outputs = new Array<Output>(messages.length);
-    const scoredAt = Date.now();
-    r = 0;
-    for (let i = 0; i < messages.length; i++) {
-      const c = checked[i];
-      if (!c.ok) {
-        outputs[i] = this.deadLetter(messages[i], c.reason, c.message);
-        continue;
+      const outputs = new Array<Output>(messages.length);
+      const scoredAt = Date.now();
+      r = 0;
+      for (let i = 0; i < messages.length; i++) {
+        const c = checked[i];
+        if (!c.ok) {
+          outputs[i] = this.deadLetter(messages[i], c.reason, c.message);
+          continue;
+        }
+        const row = r++;
+        const score = scores[row];
+        if (score instanceof Error) {
+          outputs[i] = this.deadLetter(messages[i], 'scoring-failed', score.message);
+          continue;
+        }
+        outputs[i] = this.scoredOutput(model, messages[i], c, score, scoredAt, explanations.get(row) ?? []);
+        if (shadow && shadowScores) {
+          shadow.compare(score, model.threshold, shadowScores[row]);
+          if (this.config.shadowTopic !== undefined && outputs[i].deadLetterReason === undefined) {
+            outputs[i] = { ...outputs[i], shadow: this.shadowOutput(shadow.model, messages[i], c, shadowScores[row], scoredAt) };
+          }
+        }
       }
-      const row = r++;
-      const score = scores[row];
-      outputs[i] = score instanceof Error
-        ? this.deadLetter(messages[i], 'scoring-failed', score.message)
-        : this.scoredOutput(messages[i], c, score, scoredAt, explanations.get(row) ?? []);
+      shadow?.endBatch();
+      return outputs;
+    } finally {
+      shadow?.model.release();
     }
-    return outputs;
+  }
+
+  /** Logs, per partition, the first input offset a newly swapped-in model scores. */
+  private noteTakeover(model: ServingModel, messages: readonly Message[]): void {
+    const t = this.takeover!;
+    if (t.model !== model) return;
+    if (Date.now() - t.since > TAKEOVER_WATCH_MS) {
+      this.takeover = undefined;
+      return;
+    }
+    let last = -1;
+    for (const m of messages) {
+      if (m.partition === last || t.seen.has(m.partition)) continue;
+      last = m.partition;
+      t.seen.add(m.partition);
+      this.log.info('model version took over', {
+        partition: m.partition, offset: m.offset, modelVersion: model.version, previousVersion: t.previousVersion,
+      });
+    }
   }
 
   /**
    * Scores a batch, retrying a failed call; if it keeps failing, scores the rows one at a time so that
    * only the rows that really fail become dead letters. A row is never routed without a score.
    */
-  private async predictWithRetry(rows: Float32Array, nRows: number): Promise<ArrayLike<number | Error>> {
+  private async predictWithRetry(classifier: Scorer, rows: Float32Array, nRows: number): Promise<ArrayLike<number | Error>> {
     let lastError: Error | undefined;
     for (let attempt = 1; attempt <= PREDICT_ATTEMPTS; attempt++) {
       const started = process.hrtime.bigint();
       try {
-        const result = await this.classifier.predictBatchAsync(rows, nRows);
+        const result = await classifier.predictBatchAsync(rows, nRows);
         this.metrics.inferenceSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
         return result;
       } catch (err) {
@@ -102,7 +187,7 @@ export class BatchScorer {
     const out: Array<number | Error> = [];
     for (let i = 0; i < nRows; i++) {
       try {
-        out.push(this.classifier.predict(rows.subarray(i * n, (i + 1) * n)));
+        out.push(classifier.predict(rows.subarray(i * n, (i + 1) * n)));
       } catch (err) {
         out.push(err as Error);
       }
@@ -115,20 +200,22 @@ export class BatchScorer {
    * exact TreeSHAP costs milliseconds a row, too much for the event loop. None when not asked for,
    * or when the output format has no room for them.
    */
-  private async explainSuspicious(rows: Float32Array, scores: ArrayLike<number | Error>): Promise<Map<number, Contribution[]>> {
+  private async explainSuspicious(
+    model: ServingModel, rows: Float32Array, scores: ArrayLike<number | Error>,
+  ): Promise<Map<number, Contribution[]>> {
     const explained = new Map<number, Contribution[]>();
     if (this.config.explain === 'none' || this.config.outputFormat === 'float') return explained;
     const suspicious: number[] = [];
     for (let i = 0; i < scores.length; i++) {
       const s = scores[i];
-      if (typeof s === 'number' && s >= this.threshold) suspicious.push(i);
+      if (typeof s === 'number' && s >= model.threshold) suspicious.push(i);
     }
     if (suspicious.length === 0) return explained;
     const n = this.numFeatures;
     const picked = new Float32Array(suspicious.length * n);
     suspicious.forEach((r, i) => picked.set(rows.subarray(r * n, (r + 1) * n), i * n));
     try {
-      const explanations = await this.classifier.explainBatchAsync(picked, suspicious.length, {
+      const explanations = await model.classifier.explainBatchAsync(picked, suspicious.length, {
         method: this.config.explain, topK: this.config.topK,
       });
       suspicious.forEach((r, i) => explained.set(r, explanations[i].contributions));
@@ -142,15 +229,15 @@ export class BatchScorer {
   }
 
   private scoredOutput(
-    message: Message, record: ValidRecord, score: number, scoredAt: number, contributions: Contribution[],
+    model: ServingModel, message: Message, record: ValidRecord, score: number, scoredAt: number, contributions: Contribution[],
   ): Output {
-    const suspicious = score >= this.threshold;
+    const suspicious = score >= model.threshold;
     const eventTimestampMs = eventTimeOf(message, scoredAt);
     const scoredRecord: ScoredRecord = {
       recordID: record.recordID,
       score,
       suspicious,
-      modelVersion: this.modelVersion,
+      modelVersion: model.version,
       eventTimestampMs,
       scoredTimestampMs: scoredAt,
       contributions,
@@ -160,7 +247,7 @@ export class BatchScorer {
     };
     const key = record.recordID;
     const value = encodeOutputValue(this.config.outputFormat, scoredRecord);
-    const headers = scoredHeaders(message, this.modelVersion, this.config.outputFormat, this.config.provenanceHeaders);
+    const headers = scoredHeaders(message, model.version, this.config.outputFormat, this.config.provenanceHeaders);
     const size = recordBytes(key, value, headers);
     if (size > this.maxOutputBytes) {
       return this.deadLetter(message, 'output-too-large',
@@ -170,6 +257,16 @@ export class BatchScorer {
       topic: suspicious ? this.config.suspiciousTopic : this.config.regularTopic,
       value, key, headers, deadLetterReason: undefined, eventTimestampMs, source: message,
     };
+  }
+
+  /** The shadow model's ScoredRecord of a row, always protobuf, keyed like the scored output. */
+  private shadowOutput(model: ServingModel, message: Message, record: ValidRecord, score: number, scoredAt: number) {
+    const value = encodeScoredRecord({
+      recordID: record.recordID, score, suspicious: score >= model.threshold, modelVersion: model.version,
+      eventTimestampMs: eventTimeOf(message, scoredAt), scoredTimestampMs: scoredAt, contributions: [],
+      sourceTopic: message.topic, sourcePartition: message.partition, sourceOffset: message.offset,
+    });
+    return { topic: this.config.shadowTopic!, key: record.recordID, value };
   }
 
   private deadLetter(message: Message, reason: DeadLetterReason, text: string): Output {

@@ -12,3 +12,4 @@ export const MODEL_PATH = path.join(MODEL_DIR, 'model.ubj');
 export function row(v: TestVectors, i: number): number[] {
   return Array.from(rowOf(v, i));
 }
+export const CANDIDATE_DIR = path.resolve(__dirname, '..', '..', 'models', 'candidate');

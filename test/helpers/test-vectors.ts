@@ -5,6 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { readF32 } from '../../lib/test-vectors';
+
+export { readF32 };
 
 export const MODEL_DIR = process.env.XGB_STREAM_MODEL_DIR ??
   path.resolve(__dirname, '..', '..', 'models', 'default');
@@ -25,14 +28,6 @@ export interface TestVectors {
   readonly contributionRows: number;
   readonly contributionsExact: Float32Array;
   readonly contributionsApprox: Float32Array;
-}
-
-/** Reads a little-endian float32 file into an aligned Float32Array of its own. */
-export function readF32(file: string): Float32Array {
-  const bytes = readFileSync(file);
-  const out = new Float32Array(bytes.length / 4);
-  new Uint8Array(out.buffer).set(bytes);
-  return out;
 }
 
 export function loadTestVectors(dir = path.join(MODEL_DIR, 'test-vectors')): TestVectors {
