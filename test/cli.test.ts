@@ -47,6 +47,15 @@ describe('xgb-stream command line', () => {
       `XGBoosterLoadModel failed: Opening ${missing} failed: No such file or directory\n`);
   });
 
+  it('exits 2 naming a shadow model that does not load', async () => {
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'xgb-stream-cli-')), 'shadow.ubj');
+    writeFileSync(file, 'not a model');
+    const r = await runCli(['--shadow-model', file, '--brokers', brokers()]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`xgb-stream: invalid --shadow-model: Cannot load XGBoost model from ${file}: `
+      + 'it is not an XGBoost model: neither JSON, UBJSON nor the legacy binary format\n');
+  });
+
   it('exits 2 for a model that would score wrongly: a newer release, legacy binary, a regression objective', async () => {
     const matrix = path.join(__dirname, '..', 'models', 'matrix');
     const dir = mkdtempSync(path.join(os.tmpdir(), 'xgb-stream-cli-'));

@@ -23,7 +23,9 @@ describe('configuration', () => {
       brokers: '127.0.0.1:9092', groupId: 'xgb-stream', guarantee: 'at-least-once', instanceId: undefined,
       commitIntervalMs: 100, inputTopic: 'predict-requests',
       suspiciousTopic: 'suspicious-events', regularTopic: 'regular-events', deadLetterTopic: 'predict-requests.dlq',
-      modelPath: 'models/default/model.ubj', threshold: undefined, batchSize: 500, batchWaitMs: 0,
+      modelPath: 'models/default/model.ubj', watchModel: false, enableLifecycle: false, canaryRows: 10000,
+      maxAlertRateRatio: undefined, shadowModelPath: undefined, shadowTopic: undefined,
+      threshold: undefined, batchSize: 500, batchWaitMs: 0,
       outputFormat: 'protobuf', provenanceHeaders: false, explain: 'none', topK: 3, rejectMissing: false,
       maxRecordIdBytes: 4096, maxMessageBytes: 1048588, logLevel: 'warn', metricsPort: 0,
       createTopics: false, createPartitions: 1, createReplicationFactor: 1, shutdownTimeoutMs: 30000, nthread: 1,
@@ -43,6 +45,17 @@ describe('configuration', () => {
     const c = run(['-X', 'security.protocol=SASL_SSL', '--kafka-property', 'sasl.password=a=b'],
       { KAFKA_PROPERTIES: 'linger.ms=20,security.protocol=PLAINTEXT' });
     expect(c.kafkaProperties).toEqual({ 'linger.ms': '20', 'security.protocol': 'SASL_SSL', 'sasl.password': 'a=b' });
+  });
+
+  it('checks the rollout settings', () => {
+    expect(run(['--canary-rows', '0', '--max-alert-rate-ratio', '1.5', '--enable-lifecycle', '--watch-model']))
+      .toMatchObject({ canaryRows: 0, maxAlertRateRatio: 1.5, enableLifecycle: true, watchModel: true });
+    expect(() => run(['--max-alert-rate-ratio', '0.5'])).toThrow(
+      "invalid --max-alert-rate-ratio '0.5': expected a number from 1 to inf");
+    expect(() => run(['--shadow-topic', 'shadow'])).toThrow('--shadow-topic needs --shadow-model');
+    expect(() => run(['--shadow-model', 'm.ubj', '--shadow-topic', 'regular-events'])).toThrow(
+      'the input, suspicious, regular, dead-letter and shadow topics must differ: '
+      + 'predict-requests, suspicious-events, regular-events, predict-requests.dlq, regular-events');
   });
 
   it('takes boolean flags with and without a value', () => {

@@ -52,9 +52,12 @@ describe('README: configuration reference', () => {
     for (const o of OPTIONS) {
       const row = rows.find((r) => r.flags[0] === o.flag)!;
       const shown = literals(row.def)[0];
-      if (o.def === undefined && o.flag === '--instance-id') {
-        // No id unless given: the membership is then dynamic.
+      if (o.def === undefined && ['--instance-id', '--shadow-model', '--shadow-topic'].includes(o.flag)) {
+        // Nothing unless given: a dynamic membership, no shadow model, no shadow topic.
         expect(row.def).toBe('none');
+      } else if (o.def === undefined && o.flag === '--max-alert-rate-ratio') {
+        // The canary reports alert rates; it refuses a candidate on them only when asked to.
+        expect(row.def).toBe('off');
       } else if (o.def === undefined) {
         // Only the threshold has no fixed default: the model's attribute, else 0.5.
         expect(o.flag).toBe('--threshold');

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord } from '../lib/codec';
+import { RecentRows } from '../lib/processor/recent-rows';
 import { replay, type ReplayRecord } from '../lib/replay';
 import { CANDIDATE_DIR, MODEL_DIR, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
 import { freePort, get, request, sample } from './helpers/http';
@@ -114,6 +115,8 @@ describe('live model rollout', () => {
     }
     const counts = { v1: 0, v2: 0 };
     const scoredAt = new Set<number>();
+    let lastByV1 = 0;
+    let firstByV2 = Infinity;
     for (const m of all) {
       const r = decodeScoredRecord(m.value!);
       const features = row(vectors, rowIndex(r.recordID));
@@ -123,12 +126,17 @@ describe('live model rollout', () => {
       expect(r.score).toBe(model.predict(features));
       counts[after ? 'v2' : 'v1']++;
       scoredAt.add(r.scoredTimestampMs);
+      if (after) firstByV2 = Math.min(firstByV2, r.scoredTimestampMs);
+      else lastByV1 = Math.max(lastByV1, r.scoredTimestampMs);
     }
     // Batch boundaries in time: the longest gap between two batches while the stream ran.
     const times = [...scoredAt].sort((a, b) => a - b);
     const gaps = times.slice(1).map((t, i) => t - times[i]);
     process.stdout.write(`reload: took over at ${JSON.stringify(Object.fromEntries(tookOver))}; `
-      + `${counts.v1} outputs by v1, ${counts.v2} by v2; longest gap between batches ${Math.max(...gaps)} ms\n`);
+      + `${counts.v1} outputs by v1, ${counts.v2} by v2; gap between the last v1 batch and the first v2 one `
+      + `${firstByV2 - lastByV1} ms; longest gap between batches over the run ${Math.max(...gaps)} ms\n`);
+    // Batches are scored one after another, so every v1 output was scored before the first v2 one.
+    expect(firstByV2).toBeGreaterThanOrEqual(lastByV1);
     expect(counts.v1).toBeGreaterThan(0);
     expect(counts.v2).toBeGreaterThan(0);
   }, 180_000);
@@ -317,4 +325,23 @@ describe('live model rollout', () => {
       expect(r).toMatchObject({ score: b, suspicious: b >= 0.5, modelVersion: version(v2), sourceTopic: topics.input });
     }
   }, 180_000);
+});
+
+describe('the canary\'s recent rows', () => {
+  it('keeps the last rows added, across batches larger and smaller than its capacity', () => {
+    const rows = (from: number, n: number) => Float32Array.from({ length: n * 2 }, (_, i) => from * 2 + i);
+    const recent = new RecentRows(3, 2);
+    expect(recent.snapshot()).toEqual(new Float32Array(0));
+    recent.push(rows(0, 2), 2);
+    expect([...recent.snapshot()]).toEqual([0, 1, 2, 3]);
+    recent.push(rows(2, 2), 2);
+    // Rows 1, 2, 3 are held; the ring's order does not matter to a canary.
+    expect([...recent.snapshot()].sort((a, b) => a - b)).toEqual([2, 3, 4, 5, 6, 7]);
+    recent.push(rows(4, 5), 5);
+    expect([...recent.snapshot()].sort((a, b) => a - b)).toEqual([12, 13, 14, 15, 16, 17]);
+    expect(recent.size).toBe(3);
+    const none = new RecentRows(0, 2);
+    none.push(rows(0, 4), 4);
+    expect(none.size).toBe(0);
+  });
 });
