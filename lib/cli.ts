@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `xgb-stream` command: parses the configuration, loads the model, starts the processor and the
- * metrics endpoint, and stops gracefully on SIGINT or SIGTERM.
+ * metrics endpoint, stops gracefully on SIGINT or SIGTERM, and reloads the model on SIGHUP.
  */
 import * as path from 'node:path';
 import { ConfigError, helpText, parseConfig } from './config';

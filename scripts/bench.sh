@@ -13,5 +13,10 @@ if [ ! -f models/default/model.ubj ] || [ ! -f models/default/replay.ndjson.gz ]
   echo "bench: training the default model (models/default)"
   npm run --silent train
 fi
+# The shadow mode's second model: the trainer with another seed, as in the README's rollout.
+if [ ! -f models/candidate/model.ubj ]; then
+  echo "bench: training the candidate model (models/candidate, --seed 7)"
+  bash scripts/python.sh scripts/train_model.py --seed 7 --out models/candidate
+fi
 # exec: the benchmark itself receives SIGINT/SIGTERM and stops what it started.
 exec node scripts/run-ts.js scripts/bench.ts "$@"

@@ -33,9 +33,10 @@ const HELP = `Usage: npm run bench -- [options]
   --warmup-seconds <s>       an unmeasured run at the same rate before each latency run, so that the
                              broker's JIT has compiled its request path first (default 10; 0 for none)
   --random                   random valid records instead of the replay set cycled
-  --modes <list>             comma-separated subset of: batch-1,default,passthrough,exactly-once
+  --modes <list>             comma-separated subset of: batch-1,default,passthrough,exactly-once,shadow
                              (default: all); passthrough skips scoring, to measure Kafka through
-                             node-rdkafka alone; exactly-once is default with --guarantee exactly-once
+                             node-rdkafka alone; exactly-once is default with --guarantee exactly-once;
+                             shadow is default with models/candidate scoring every batch beside it
   --guarantee <g>            at-least-once or exactly-once for every mode (default: each mode's own)
   -X <key=value>             librdkafka property for every client, repeatable`;
 
@@ -55,8 +56,10 @@ const MODES: readonly Mode[] = [
     args: [], env: { XGB_STREAM_PASSTHROUGH: '1' } },
   { name: 'exactly-once', description: 'default batching, --guarantee exactly-once (transactions every 100 ms)',
     args: ['--guarantee', 'exactly-once', '--instance-id', 'bench'] },
+  { name: 'shadow', description: 'default batching with models/candidate as --shadow-model: the cost of shadow scoring',
+    args: ['--shadow-model', 'models/candidate/model.ubj'] },
 ];
-/** Run when --modes is not given: passthrough gives the other modes' Kafka floor, exactly-once its cost. */
+/** Run when --modes is not given: passthrough gives the other modes' Kafka floor, exactly-once and shadow their costs. */
 const DEFAULT_MODES = MODES;
 
 const STALL_MS = 60_000;

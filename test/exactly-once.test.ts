@@ -105,7 +105,13 @@ async function committedAll(group: string, topic: string, partitions: number, n:
   processor?: ProcessorProcess) {
   const deadline = Date.now() + 120_000;
   for (;;) {
-    const sum = (await committedOffsets(group, topic, partitions, bootstrap)).reduce((a, o) => a + Math.max(0, o), 0);
+    let sum = 0;
+    try {
+      sum = (await committedOffsets(group, topic, partitions, bootstrap)).reduce((a, o) => a + Math.max(0, o), 0);
+    } catch (err) {
+      // A reader that finds no group coordinator in time (a busy broker, a group rebalancing) asks again.
+      if ((err as Error).message !== 'Local: Timed out') throw err;
+    }
     if (sum === n) return;
     if (Date.now() > deadline) {
       throw new Error(`the group committed ${sum} of ${n} inputs; the processor's log ends:\n`
