@@ -398,6 +398,11 @@ describe('stream processor on a real broker', () => {
         const counts = countIds(all);
         process.stdout.write(`group (${assignor}): split ${JSON.stringify(split)}, ${all.length} outputs for ${n} records, `
           + `${all.length - counts.size} duplicates\n`);
+        if (counts.size !== n || all.length !== n) {
+          // Both instances' logs say where the handover went wrong.
+          throw new Error(`${counts.size} distinct outputs and ${all.length} in all for ${n} records\n`
+            + `instance a:\n${a.stderr}\ninstance b:\n${b.stderr}`);
+        }
         expect(counts.size).toBe(n);
         expect(all).toHaveLength(n);
       } finally {
