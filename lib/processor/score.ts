@@ -1,8 +1,9 @@
 /**
  * The score stage: turns a fetched batch into its outputs, one per record and in the same order.
  * Valid requests are scored with one batch prediction, suspicious ones optionally explained, and each
- * is routed by its score; a record that cannot be scored becomes a dead letter with the reason. Knows
- * nothing of producing or offsets.
+ * is routed by its score; a record that cannot be scored becomes a dead letter with the reason. The
+ * serving model is fixed per batch, so a reload takes effect between batches; a shadow model, when
+ * there is one, scores the same rows alongside. Knows nothing of producing or offsets.
  */
 import type { Message } from 'node-rdkafka';
 import type { Classifier } from '../classifier';
