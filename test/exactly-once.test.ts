@@ -11,7 +11,7 @@ import type { Message } from 'node-rdkafka';
 import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord } from '../lib/codec';
 import { replay, type ReplayRecord } from '../lib/replay';
-import { MODEL_PATH, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
+import { MODEL_PATH, loadTestVectors, replayRecords, row, type TestVectors } from './helpers/fixtures';
 import {
   ProcessorProcess, ROOT, brokers, committedOffsets, createTopicSet, outputTopics, readCommitted, runCli, topicFlags,
   uniqueName, type TopicSet,
@@ -27,9 +27,7 @@ afterAll(() => classifier.close());
 
 /** Distinct valid requests, `i` naming each: its recordID and its test-vector row. */
 function inputs(n: number, prefix: string): ReplayRecord[] {
-  return Array.from({ length: n }, (_, i) => ({
-    recordID: `${prefix}-${i}`, features: Array.from(row(vectors, i % vectors.rows)),
-  })) as ReplayRecord[];
+  return replayRecords(vectors, prefix, n);
 }
 
 /** Sends `records` at `rate`/s while `during` runs; resolves when both are done. */

@@ -10,7 +10,7 @@ import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord } from '../lib/codec';
 import { RecentRows } from '../lib/processor/recent-rows';
 import { replay, type ReplayRecord } from '../lib/replay';
-import { CANDIDATE_DIR, MODEL_DIR, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
+import { CANDIDATE_DIR, MODEL_DIR, loadTestVectors, replayRecords, row, type TestVectors } from './helpers/fixtures';
 import { freePort, get, request, sample } from './helpers/http';
 import { until } from './helpers/in-process';
 import {
@@ -58,7 +58,7 @@ function deploy(modelPath: string, model: Buffer, testVectors: string | undefine
 
 /** Valid requests built from the test vectors, row `first + i` for the i-th. */
 function records(prefix: string, count: number, first = 0): ReplayRecord[] {
-  return Array.from({ length: count }, (_, i) => ({ recordID: `${prefix}-${first + i}`, features: row(vectors, first + i) }));
+  return replayRecords(vectors, prefix, count, first);
 }
 
 function rowIndex(recordID: string): number {

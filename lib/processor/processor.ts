@@ -27,7 +27,6 @@ import { splitKafkaProperties } from './kafka-properties';
 
 export type { Scorer } from './score';
 export type { ReloadOutcome } from './model-reload';
-export { resolveThreshold } from './serving-model';
 
 /** librdkafka's default message.max.bytes. */
 const LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000;

@@ -15,8 +15,6 @@ export class ShadowScorer {
   private readonly servingAlerts: Inc;
   private readonly shadowAlerts: Inc;
   private readonly difference: { observe(value: number): void };
-  private compared = 0;
-  private agreed = 0;
   /** Off once the shadow serves (promoted by a reload): comparing a model with itself says nothing. */
   active = true;
 
@@ -44,11 +42,7 @@ export class ShadowScorer {
     const servingAlert = servingScore >= servingThreshold;
     const shadowAlert = shadowScore >= this.model.threshold;
     this.records.inc();
-    this.compared++;
-    if (servingAlert === shadowAlert) {
-      this.agreements.inc();
-      this.agreed++;
-    }
+    if (servingAlert === shadowAlert) this.agreements.inc();
     if (servingAlert) this.servingAlerts.inc();
     if (shadowAlert) this.shadowAlerts.inc();
     this.difference.observe(Math.abs(shadowScore - servingScore));
@@ -56,7 +50,8 @@ export class ShadowScorer {
 
   /** After each batch: the agreement rate so far. */
   endBatch(): void {
-    if (this.compared > 0) this.metrics.shadowAgreementRatio.set({}, this.agreed / this.compared);
+    const compared = this.metrics.shadowRecords.get();
+    if (compared > 0) this.metrics.shadowAgreementRatio.set({}, this.metrics.shadowAgreements.get() / compared);
   }
 
   /** The shadow's version now serves: stop comparing. */

@@ -3,6 +3,7 @@
  * test vectors (read by ./test-vectors, without Python).
  */
 import * as path from 'node:path';
+import type { ReplayRecord } from '../../lib/replay';
 import { MODEL_DIR, loadTestVectors, rowOf, type TestVectors } from './test-vectors';
 
 export { MODEL_DIR, loadTestVectors, type TestVectors };
@@ -13,3 +14,8 @@ export function row(v: TestVectors, i: number): number[] {
   return Array.from(rowOf(v, i));
 }
 export const CANDIDATE_DIR = path.resolve(__dirname, '..', '..', 'models', 'candidate');
+
+/** `count` valid requests for the replay tool, row `first + i` of the test vectors (cycling) for the i-th, named `<prefix>-<first + i>`. */
+export function replayRecords(v: TestVectors, prefix: string, count: number, first = 0): ReplayRecord[] {
+  return Array.from({ length: count }, (_, i) => ({ recordID: `${prefix}-${first + i}`, features: row(v, first + i) }));
+}
