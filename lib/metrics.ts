@@ -107,7 +107,12 @@ export class ProcessorMetrics {
     'Records delivered to an output topic (acknowledged by the broker), by topic.', ['topic']);
   readonly deadLetters = new Counter(this.registry, 'xgb_stream_dead_letters_total',
     'Records sent to the dead-letter topic, by reason.', ['reason']);
-  readonly deliveryFailures = new Counter(this.registry, 'xgb_stream_delivery_failures_total', 'Outputs whose delivery failed.');
+  readonly deliveryFailures = new Counter(this.registry, 'xgb_stream_delivery_failures_total',
+    'Main outputs (scored records and dead letters) that librdkafka could not deliver.');
+  readonly shadowDeliveryFailures = new Counter(this.registry, 'xgb_stream_shadow_delivery_failures_total',
+    'Shadow outputs that were not delivered: best effort, they never hold back the main stream.');
+  readonly commitFailures = new Counter(this.registry, 'xgb_stream_commit_failures_total',
+    'Offset commits (or transactions) that failed.');
   readonly recordsSkipped = new Counter(this.registry, 'xgb_stream_records_skipped_total',
     'Records with no output at all: not even a cut dead-letter copy fits the size limit, by reason.', ['reason']);
   readonly batchSize = new Histogram(this.registry, 'xgb_stream_batch_size', 'Records per scored batch.',
@@ -157,6 +162,8 @@ export class ProcessorMetrics {
     // the zero sample, not an absent series.
     this.recordsIn.inc({}, 0);
     this.deliveryFailures.inc({}, 0);
+    this.shadowDeliveryFailures.inc({}, 0);
+    this.commitFailures.inc({}, 0);
     this.assignedPartitions.set({}, 0);
     this.inFlight.set({}, 0);
     for (const result of ['success', 'rejected']) this.modelReloads.inc({ result }, 0);
