@@ -10,6 +10,10 @@ export type OutputFormat = 'protobuf' | 'json' | 'float';
 export type ExplainMode = 'none' | 'approx' | 'exact';
 /** What a crash or a rebalance may do to the outputs: duplicate some, or never. */
 export type Guarantee = 'at-least-once' | 'exactly-once';
+/** The payload of input values: a PredictRequest as protobuf, or as JSON. */
+export type InputFormat = 'protobuf' | 'json';
+/** Whether input values may carry Confluent Schema Registry framing. */
+export type InputFraming = 'none' | 'confluent';
 /** Log levels, most severe first. */
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -43,6 +47,15 @@ export interface ProcessorConfig {
   readonly batchSize: number;
   readonly batchWaitMs: number;
   readonly outputFormat: OutputFormat;
+  readonly inputFormat: InputFormat;
+  /** JSON by name: an absent or null feature is scored as missing instead of dead-lettered. */
+  readonly allowMissingFeatures: boolean;
+  /** `confluent` also with --schema-registry, which implies it. */
+  readonly inputFraming: InputFraming;
+  /** Base URL of a Schema Registry that checks the schema id of each framed value. */
+  readonly schemaRegistryUrl: string | undefined;
+  /** `user:password` for the registry's HTTP basic auth. */
+  readonly schemaRegistryBasicAuth: string | undefined;
   readonly provenanceHeaders: boolean;
   readonly explain: ExplainMode;
   readonly topK: number;
@@ -129,6 +142,18 @@ export const OPTIONS: readonly Option[] = [
   { flag: '--output-format', env: 'OUTPUT_FORMAT', key: 'outputFormat', kind: 'enum', def: 'protobuf',
     choices: ['protobuf', 'json', 'float'],
     help: 'value written to the output topics: ScoredRecord protobuf, JSON, or a 4-byte big-endian float' },
+  { flag: '--input-format', env: 'INPUT_FORMAT', key: 'inputFormat', kind: 'enum', def: 'protobuf',
+    choices: ['protobuf', 'json'],
+    help: 'value read from the input topic: PredictRequest protobuf, or JSON with features by name or as a vector' },
+  { flag: '--allow-missing-features', env: 'ALLOW_MISSING_FEATURES', key: 'allowMissingFeatures', kind: 'bool',
+    def: 'false', help: 'json input: score an absent or null named feature as missing (NaN) instead of dead-lettering the record' },
+  { flag: '--input-framing', env: 'INPUT_FRAMING', key: 'inputFraming', kind: 'enum', def: 'none',
+    choices: ['none', 'confluent'],
+    help: 'confluent: accept values framed by a Schema Registry serializer (magic byte 0, schema id, message indexes), ids unchecked' },
+  { flag: '--schema-registry', env: 'SCHEMA_REGISTRY_URL', key: 'schemaRegistryUrl', kind: 'string',
+    help: "Schema Registry base URL: implies --input-framing confluent, and checks each schema id once against PredictRequest" },
+  { flag: '--schema-registry-basic-auth', env: 'SCHEMA_REGISTRY_BASIC_AUTH', key: 'schemaRegistryBasicAuth', kind: 'string',
+    help: "user:password for the registry's HTTP basic auth (or user:password@ in the URL)" },
   { flag: '--provenance-headers', env: 'PROVENANCE_HEADERS', key: 'provenanceHeaders', kind: 'bool', def: 'false',
     help: 'also write xgb.source.topic/partition/offset and xgb.model.version headers on scored outputs' },
   { flag: '--explain', env: 'EXPLAIN', key: 'explain', kind: 'enum', def: 'none', choices: ['none', 'approx', 'exact'],
@@ -240,6 +265,39 @@ function checkExactlyOnceProperties(properties: Readonly<Record<string, string>>
 }
 
 /**
+ * Checks the input settings against each other; `framingGiven`: --input-framing was set, not defaulted.
+ * --schema-registry turns framing on, which is written into the (still unfrozen) config.
+ */
+function checkInputSettings(config: ProcessorConfig, framingGiven: boolean): void {
+  if (config.allowMissingFeatures && config.inputFormat !== 'json') {
+    throw new ConfigError('--allow-missing-features applies to --input-format json only (protobuf requests carry NaN for a missing feature)');
+  }
+  if (config.schemaRegistryBasicAuth !== undefined && config.schemaRegistryUrl === undefined) {
+    throw new ConfigError('--schema-registry-basic-auth needs --schema-registry');
+  }
+  if (config.schemaRegistryBasicAuth !== undefined && !config.schemaRegistryBasicAuth.includes(':')) {
+    throw new ConfigError("invalid --schema-registry-basic-auth: expected user:password");
+  }
+  if (config.schemaRegistryUrl === undefined) return;
+  let url: URL;
+  try {
+    url = new URL(config.schemaRegistryUrl);
+  } catch {
+    throw new ConfigError(`invalid --schema-registry '${config.schemaRegistryUrl}': expected an http:// or https:// URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`invalid --schema-registry '${config.schemaRegistryUrl}': expected an http:// or https:// URL`);
+  }
+  if (config.inputFormat !== 'protobuf') {
+    throw new ConfigError('--schema-registry checks protobuf schemas: it needs --input-format protobuf (use --input-framing confluent for framed JSON)');
+  }
+  if (framingGiven && config.inputFraming === 'none') {
+    throw new ConfigError('--schema-registry reads framed values: it cannot go with --input-framing none');
+  }
+  (config as { inputFraming: InputFraming }).inputFraming = 'confluent';
+}
+
+/**
  * Parses flags (`argv` without node and the script) and environment variables into a configuration.
  * Throws ConfigError naming the setting at the first one that is unknown or invalid.
  */
@@ -292,6 +350,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     const names = config.shadowTopic !== undefined ? 'regular, dead-letter and shadow' : 'regular and dead-letter';
     throw new ConfigError(`the input, suspicious, ${names} topics must differ: ${topics.join(', ')}`);
   }
+  checkInputSettings(config, values.inputFraming !== undefined);
   if (config.shadowTopic !== undefined && config.shadowModelPath === undefined) {
     throw new ConfigError('--shadow-topic needs --shadow-model');
   }

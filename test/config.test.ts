@@ -26,7 +26,8 @@ describe('configuration', () => {
       modelPath: 'models/default/model.ubj', watchModel: false, enableLifecycle: false, canaryRows: 10000,
       maxAlertRateRatio: undefined, shadowModelPath: undefined, shadowTopic: undefined,
       threshold: undefined, batchSize: 500, batchWaitMs: 0,
-      outputFormat: 'protobuf', provenanceHeaders: false, explain: 'none', topK: 3, rejectMissing: false,
+      outputFormat: 'protobuf', inputFormat: 'protobuf', allowMissingFeatures: false, inputFraming: 'none',
+      schemaRegistryUrl: undefined, schemaRegistryBasicAuth: undefined, provenanceHeaders: false, explain: 'none', topK: 3, rejectMissing: false,
       maxRecordIdBytes: 4096, maxMessageBytes: 1048588, logLevel: 'warn', metricsPort: 0,
       createTopics: false, createPartitions: 1, createReplicationFactor: 1, shutdownTimeoutMs: 30000, nthread: 1,
       kafkaProperties: {},
@@ -78,6 +79,26 @@ describe('configuration', () => {
       'the input, suspicious, regular and dead-letter topics must differ: predict-requests, suspicious-events, predict-requests, predict-requests.dlq'],
   ])('rejects %j with a message naming the setting', (argv, message) => {
     expect(error(argv)).toBe(message);
+  });
+
+  it('checks the input settings against each other', () => {
+    expect(run(['--input-format', 'json', '--allow-missing-features'])).toMatchObject(
+      { inputFormat: 'json', allowMissingFeatures: true, inputFraming: 'none' });
+    expect(run([], { SCHEMA_REGISTRY_URL: 'http://registry:8081', SCHEMA_REGISTRY_BASIC_AUTH: 'svc:pw' })).toMatchObject(
+      { inputFraming: 'confluent', schemaRegistryUrl: 'http://registry:8081', schemaRegistryBasicAuth: 'svc:pw' });
+    expect(run(['--input-format', 'json', '--input-framing', 'confluent']).inputFraming).toBe('confluent');
+    expect(error(['--allow-missing-features'])).toBe(
+      '--allow-missing-features applies to --input-format json only (protobuf requests carry NaN for a missing feature)');
+    expect(error(['--schema-registry', 'registry:8081'])).toBe(
+      "invalid --schema-registry 'registry:8081': expected an http:// or https:// URL");
+    expect(error(['--schema-registry', 'http://r:8081', '--input-format', 'json'])).toBe(
+      '--schema-registry checks protobuf schemas: it needs --input-format protobuf (use --input-framing confluent for framed JSON)');
+    expect(error(['--schema-registry', 'http://r:8081', '--input-framing', 'none'])).toBe(
+      '--schema-registry reads framed values: it cannot go with --input-framing none');
+    expect(error(['--schema-registry-basic-auth', 'a:b'])).toBe('--schema-registry-basic-auth needs --schema-registry');
+    expect(error(['--schema-registry', 'http://r:8081', '--schema-registry-basic-auth', 'ab'])).toBe(
+      'invalid --schema-registry-basic-auth: expected user:password');
+    expect(error(['--input-format', 'avro'])).toBe("invalid --input-format 'avro': expected one of protobuf, json");
   });
 
   it('names the environment variable of a bad value', () => {

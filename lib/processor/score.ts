@@ -11,6 +11,9 @@ import { encodeScoredRecord, type Contribution, type ScoredRecord } from '../cod
 import type { ProcessorConfig } from '../config';
 import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
+import type { DecodeResult } from '../input/decoded';
+import { RequestDecoder } from '../input/request-decoder';
+import { SchemaRegistryCheck } from '../input/schema-registry';
 import { deadLetterOutput, encodeOutputValue, eventTimeOf, recordBytes, scoredHeaders, type Output } from './output';
 import { RecentRows } from './recent-rows';
 import type { ServingModel } from './serving-model';
@@ -44,6 +47,9 @@ const TAKEOVER_WATCH_MS = 10 * 60_000;
 export class BatchScorer {
   private readonly numFeatures: number;
   private readonly rules: RequestRules;
+  /** The configured input format and framing; looks up schema ids when a registry checks them. */
+  private readonly decoder: RequestDecoder;
+  private readonly decode: (value: Buffer) => DecodeResult;
   /** The model that scores the next batch; a reload swaps it between batches. */
   private serving: ServingModel;
   private takeover: Takeover | undefined;
@@ -62,6 +68,15 @@ export class BatchScorer {
     this.serving = serving;
     this.numFeatures = serving.classifier.numFeatures;
     this.rules = { numFeatures: this.numFeatures, rejectMissing: config.rejectMissing, maxRecordIdBytes: config.maxRecordIdBytes };
+    // The start model's names serve every reload too: the model gate refuses a candidate whose names differ.
+    this.decoder = new RequestDecoder({
+      format: config.inputFormat, framing: config.inputFraming, numFeatures: this.numFeatures,
+      featureNames: serving.classifier.featureNames, allowMissingFeatures: config.allowMissingFeatures,
+    }, config.schemaRegistryUrl === undefined ? undefined : new SchemaRegistryCheck({
+      url: config.schemaRegistryUrl, basicAuth: config.schemaRegistryBasicAuth,
+      onRetry: (schemaId, attempt, error) => log.warn('schema registry look-up failed; trying again', { schemaId, attempt, error }),
+    }));
+    this.decode = (value) => this.decoder.decode(value);
     this.recentRows = config.canaryRows > 0 ? new RecentRows(config.canaryRows, this.numFeatures) : undefined;
   }
 
@@ -99,10 +114,13 @@ export class BatchScorer {
   private async scoreWith(model: ServingModel, messages: readonly Message[]): Promise<Output[]> {
     if (this.takeover !== undefined) this.noteTakeover(model, messages);
     const n = this.numFeatures;
+    // Schema ids new to this process are looked up before the batch is decoded; an unreachable
+    // registry holds the batch back rather than dead-lettering it.
+    if (this.decoder.needsPreparing) await this.decoder.prepare(messages.map((m) => m.value));
     const checked = new Array<ValidRecord | InvalidRecord>(messages.length);
     let valid = 0;
     for (let i = 0; i < messages.length; i++) {
-      checked[i] = validateRequest(messages[i].value, this.rules);
+      checked[i] = validateRequest(messages[i].value, this.rules, this.decode);
       if (checked[i].ok) valid++;
     }
     const rows = new Float32Array(valid * n);

@@ -1,13 +1,16 @@
 /**
  * Turns one consumed Kafka value into a scorable row or the reason it cannot be scored. Pure: the
- * processor decides where each outcome goes.
+ * processor decides where each outcome goes. Decoding (format and framing) is lib/input's; the checks
+ * here hold for every format.
  */
 import { decodePredictRequest } from '../codec';
+import type { DecodeResult } from '../input/decoded';
 
 /** Why a record goes to the dead-letter topic: the values of its `xgb.error.reason` header. */
 export const DEAD_LETTER_REASONS = [
   'null-value', 'undecodable', 'empty-record-id', 'record-id-too-long', 'wrong-feature-count',
   'non-finite-feature', 'missing-feature', 'scoring-failed', 'output-too-large',
+  'unknown-feature', 'non-numeric-feature', 'feature-out-of-range', 'duplicate-key', 'incompatible-schema',
 ] as const;
 
 /** Why a record went to the dead-letter topic; the value of its `xgb.error.reason` header. */
@@ -36,21 +39,29 @@ export interface RequestRules {
   readonly maxRecordIdBytes: number;
 }
 
+/** The default decoder: a bare protobuf PredictRequest. */
+function decodeProtobuf(value: Buffer): DecodeResult {
+  try {
+    return { ok: true, request: decodePredictRequest(value) };
+  } catch (err) {
+    return { ok: false, reason: 'undecodable', message: (err as Error).message };
+  }
+}
+
 /**
- * Decodes and checks a PredictRequest value. NaN is xgboost's "missing" and is scored as such unless
- * `rejectMissing` is set; ±Infinity is never a valid feature.
+ * Decodes a value with `decode` (a bare protobuf PredictRequest unless told otherwise) and checks the
+ * request. NaN is xgboost's "missing" and is scored as such unless `rejectMissing` is set; ±Infinity is
+ * never a valid feature.
  */
-export function validateRequest(value: Buffer | null | undefined, rules: RequestRules): ValidRecord | InvalidRecord {
+export function validateRequest(value: Buffer | null | undefined, rules: RequestRules,
+  decode: (value: Buffer) => DecodeResult = decodeProtobuf): ValidRecord | InvalidRecord {
   const { numFeatures, rejectMissing, maxRecordIdBytes } = rules;
   if (value === null || value === undefined) {
     return { ok: false, reason: 'null-value', message: 'record has a null value' };
   }
-  let request;
-  try {
-    request = decodePredictRequest(value);
-  } catch (err) {
-    return { ok: false, reason: 'undecodable', message: (err as Error).message };
-  }
+  const decoded = decode(value);
+  if (!decoded.ok) return decoded;
+  const request = decoded.request;
   if (request.recordID === '') {
     return { ok: false, reason: 'empty-record-id', message: 'recordID is empty' };
   }
