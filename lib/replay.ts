@@ -9,8 +9,10 @@ import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { performance } from 'node:perf_hooks';
 import type { LibrdKafkaError, MessageHeader } from 'node-rdkafka';
+import * as path from 'node:path';
 import { encodePredictRequest } from './codec';
 import { addKafkaProperty, ConfigError } from './config';
+import { frameValue } from './input/framing';
 import { KafkaClientMissingError, kafkaClient } from './kafka-client';
 
 /** The header that carries a replayed record's ground-truth label, "0" or "1". */
@@ -106,6 +108,52 @@ export function randomRecords(count: number, numFeatures: number, seed = 1): Rep
   return out;
 }
 
+/** How a record's value is written: the processor's `--input-format` and `--input-framing`, as a producer would. */
+export interface ValueEncoding {
+  /** `json`: features by name; `json-vector`: featuresVector, in column order. */
+  readonly format: 'protobuf' | 'json' | 'json-vector';
+  /** The model's feature names, for `json`. */
+  readonly featureNames?: readonly string[];
+  /** Frame each value as a Schema Registry serializer does, with this schema id (message indexes [0]). */
+  readonly schemaId?: number;
+}
+
+/** JSON's number for a feature; NaN (missing) has none, so it is null. */
+function jsonNumber(v: number): number | null {
+  return Number.isNaN(v) ? null : v;
+}
+
+/** The value of a record in `encoding`. */
+export function encodeValue(record: ReplayRecord, encoding: ValueEncoding = { format: 'protobuf' }): Buffer {
+  let payload: Buffer;
+  if (encoding.format === 'protobuf') {
+    payload = encodePredictRequest({ recordID: record.recordID, featuresVector: [...record.features] });
+  } else if (encoding.format === 'json-vector') {
+    payload = Buffer.from(JSON.stringify({ recordID: record.recordID, featuresVector: record.features.map(jsonNumber) }));
+  } else {
+    const names = encoding.featureNames;
+    if (names === undefined || names.length !== record.features.length) {
+      throw new RangeError(`json by name needs ${record.features.length} feature names, got ${names?.length ?? 'none'}`);
+    }
+    const features: Record<string, number | null> = {};
+    names.forEach((name, i) => { features[name] = jsonNumber(record.features[i]); });
+    payload = Buffer.from(JSON.stringify({ recordID: record.recordID, features }));
+  }
+  if (encoding.schemaId === undefined) return payload;
+  // The JSON Schema serializer writes no message indexes; the protobuf one writes [0] as one 0 byte.
+  return frameValue(encoding.schemaId, payload, encoding.format === 'protobuf' ? [0] : undefined);
+}
+
+/** The feature names the trainer wrote beside a replay file (test-vectors/index.json), when there. */
+export function featureNamesBeside(file: string): string[] | undefined {
+  try {
+    const index = JSON.parse(readFileSync(path.join(path.dirname(file), 'test-vectors', 'index.json'), 'utf8')) as { featureNames?: unknown };
+    return Array.isArray(index.featureNames) && index.featureNames.every((n) => typeof n === 'string') ? index.featureNames : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The Kafka message of a record: key, PredictRequest value and label header. */
 export interface ReplayMessage {
   readonly key: string;
@@ -114,8 +162,8 @@ export interface ReplayMessage {
 }
 
 /** Encodes a record as the message the replay tool sends. */
-export function toMessage(record: ReplayRecord): ReplayMessage {
-  const value = encodePredictRequest({ recordID: record.recordID, featuresVector: [...record.features] });
+export function toMessage(record: ReplayRecord, encoding?: ValueEncoding): ReplayMessage {
+  const value = encodeValue(record, encoding);
   const headers: MessageHeader[] = record.label === undefined ? [] : [{ [LABEL_HEADER]: String(record.label) }];
   return { key: record.recordID, value, headers };
 }
@@ -143,6 +191,8 @@ export interface ReplayOptions {
   readonly rate?: number;
   /** librdkafka properties for the producer, e.g. security settings of an existing cluster. */
   readonly kafkaProperties?: Readonly<Record<string, string>>;
+  /** How values are written (default: bare protobuf). */
+  readonly encoding?: ValueEncoding;
   /** Stops sending early; records already produced are still waited for. */
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: ReplayProgress) => void;
@@ -258,7 +308,7 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
       }
       while (produced < due) {
         const i = produced % records.length;
-        const message = (encoded[i] ??= toMessage(records[i]));
+        const message = (encoded[i] ??= toMessage(records[i], options.encoding));
         try {
           lastSendMs = Date.now();
           producer.produce(topic, null, message.value, message.key, lastSendMs, undefined,
@@ -344,6 +394,9 @@ Options:
   --rate <r>                 records per second; 0 sends as fast as possible (default 0)
   --create-topic             create the topic when it does not exist
   --partitions <n>           partitions of a topic made by --create-topic (default 1)
+  --format <f>               value format: protobuf, json (features by name), json-vector (default protobuf)
+  --feature-names <a,b,...>  names for --format json (default: test-vectors/index.json beside --file)
+  --schema-id <n>            frame each value as a Schema Registry serializer does, with this schema id
   --json                     print the summary as JSON on stdout
   -X <key=value>             librdkafka property of the producer, repeatable
   -h, --help                 show this text
@@ -366,13 +419,16 @@ interface CliOptions {
   createTopic: boolean;
   partitions: number;
   json: boolean;
+  format: ValueEncoding['format'];
+  featureNames?: string[];
+  schemaId?: number;
   kafkaProperties: Record<string, string>;
 }
 
 function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): CliOptions | 'help' {
   const o: CliOptions = {
     brokers: env.KAFKA_BROKERS || '127.0.0.1:9092', topic: 'predict-requests', file: DEFAULT_REPLAY_FILE,
-    features: 10, seed: 1, rate: 0, createTopic: false, partitions: 1, json: false, kafkaProperties: {},
+    features: 10, seed: 1, rate: 0, createTopic: false, partitions: 1, json: false, format: 'protobuf', kafkaProperties: {},
   };
   const number = (name: string, raw: string, min: number, integer: boolean): number => {
     const n = /^\s*[+]?(\d+\.?\d*|\.\d+)([eE][+]?\d+)?\s*$/.test(raw) ? Number(raw) : NaN;
@@ -403,6 +459,16 @@ function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): CliOptions 
       case '--create-topic': o.createTopic = true; break;
       case '--partitions': o.partitions = number(name, value(), 1, true); break;
       case '--json': o.json = true; break;
+      case '--format': {
+        const f = value();
+        if (f !== 'protobuf' && f !== 'json' && f !== 'json-vector') {
+          throw new UsageError(`invalid --format '${f}': expected one of protobuf, json, json-vector`);
+        }
+        o.format = f;
+        break;
+      }
+      case '--feature-names': o.featureNames = value().split(',').map((n) => n.trim()); break;
+      case '--schema-id': o.schemaId = number(name, value(), 0, true); break;
       case '-X': case '--kafka-property': addKafkaProperty(value(), name, o.kafkaProperties); break;
       default: throw new UsageError(`unknown option '${arg}' (see --help)`);
     }
@@ -454,6 +520,14 @@ async function main(): Promise<number> {
     records = options.random !== undefined
       ? randomRecords(options.random, options.features, options.seed)
       : readReplayFile(options.file);
+    if (options.format === 'json') {
+      options.featureNames ??= options.random === undefined ? featureNamesBeside(options.file) : undefined;
+      const n = records[0].features.length;
+      if (options.featureNames === undefined || options.featureNames.length !== n) {
+        throw new UsageError(`--format json needs ${n} feature names: pass --feature-names`
+          + (options.featureNames ? ` (got ${options.featureNames.length})` : ''));
+      }
+    }
   } catch (err) {
     if (err instanceof ConfigError || err instanceof ReplayFileError || err instanceof KafkaClientMissingError) {
       process.stderr.write(`xgb-stream-replay: ${err.message}\n`);
@@ -478,6 +552,7 @@ async function main(): Promise<number> {
     summary = await replay({
       brokers: options.brokers, topic: options.topic, records, count: options.count, rate: options.rate,
       kafkaProperties: options.kafkaProperties, signal: abort.signal, onProgress: printer.update,
+      encoding: { format: options.format, featureNames: options.featureNames, schemaId: options.schemaId },
     });
   } catch (err) {
     printer.end();
