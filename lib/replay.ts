@@ -377,7 +377,8 @@ export async function ensureTopic(brokers: string, topic: string, partitions: nu
 
 // ---- the command -------------------------------------------------------------------------------
 
-const HELP = `Usage: xgb-stream-replay [options]
+/** The `--help` text; the README's table of replay options is held to it. */
+export const HELP = `Usage: xgb-stream-replay [options]
 
 Sends PredictRequest records to a Kafka topic: the trainer's held-out transactions (in event-time
 order, with the ground-truth label in a '${LABEL_HEADER}' header) or random valid records. Each record is

@@ -6,6 +6,8 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { OPTIONS } from '../lib/config';
+import { HELP as DLQ_HELP } from '../lib/dlq/options';
+import { HELP as REPLAY_HELP } from '../lib/replay';
 import { EXIT } from '../lib/exit';
 import { ProcessorMetrics } from '../lib/metrics';
 import { HEADER } from '../lib/processor/output';
@@ -74,6 +76,22 @@ describe('README: configuration reference', () => {
     const row = rows.find((r) => r.flags.includes('-X'))!;
     expect(row.flags).toEqual(['-X', '--kafka-property']);
     expect(row.env).toEqual(['KAFKA_PROPERTIES']);
+  });
+});
+
+/** The flags a --help text lists: its lines that start with an option. */
+function helpFlags(help: string): string[] {
+  return help.split('\n').filter((l) => /^ {2}-/.test(l))
+    .flatMap((l) => [...l.trim().split(/\s{2,}/)[0].matchAll(/(--?[\w-]+)/g)].map((m) => m[1])).sort();
+}
+
+describe('README: the replay and dead-letter tools', () => {
+  it('lists every option of xgb-stream-replay --help, and no other', () => {
+    expect(table('replay option').flatMap((cells) => literals(cells[0])).sort()).toEqual(helpFlags(REPLAY_HELP));
+  });
+
+  it('lists every option of xgb-stream-dlq --help, and no other', () => {
+    expect(table('dlq option').flatMap((cells) => literals(cells[0])).sort()).toEqual(helpFlags(DLQ_HELP));
   });
 });
 

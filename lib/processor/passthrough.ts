@@ -11,6 +11,8 @@ export class PassthroughScorer implements Scorer {
   get numFeatures(): number { return this.model.numFeatures; }
   get modelInfo(): Scorer['modelInfo'] { return this.model.modelInfo; }
   attribute(key: string): string | undefined { return this.model.attribute(key); }
+  /** The wrapped model's names, so that a run with --input-format json decodes as the real one does. */
+  get featureNames(): readonly string[] | undefined { return (this.model as { featureNames?: readonly string[] }).featureNames; }
   predict(): number { return 0; }
   predictBatchAsync(_rows: Float32Array, nRows: number): Promise<Float32Array> {
     return Promise.resolve(new Float32Array(nRows));
