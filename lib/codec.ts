@@ -43,7 +43,8 @@ export class CodecError extends Error {
 
 // lib/codec.ts runs under ts-jest and compiles to dist/codec.js: both folders sit at the package root,
 // beside proto/ (which package.json ships).
-const PROTO_PATH = path.resolve(__dirname, '..', 'proto', 'predict.proto');
+/** proto/predict.proto, the wire format. */
+export const PROTO_PATH = path.resolve(__dirname, '..', 'proto', 'predict.proto');
 
 const root = new Root();
 // keepCase: the field names are already the camelCase the original design used (recordID, not recordId).

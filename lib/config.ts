@@ -56,6 +56,8 @@ export interface ProcessorConfig {
   readonly schemaRegistryUrl: string | undefined;
   /** `user:password` for the registry's HTTP basic auth. */
   readonly schemaRegistryBasicAuth: string | undefined;
+  /** Frame scored outputs with the schema id registered under each output topic's subject. */
+  readonly outputFraming: 'none' | 'confluent';
   readonly provenanceHeaders: boolean;
   readonly explain: ExplainMode;
   readonly topK: number;
@@ -154,6 +156,9 @@ export const OPTIONS: readonly Option[] = [
     help: "Schema Registry base URL: implies --input-framing confluent, and checks each schema id once against PredictRequest" },
   { flag: '--schema-registry-basic-auth', env: 'SCHEMA_REGISTRY_BASIC_AUTH', key: 'schemaRegistryBasicAuth', kind: 'string',
     help: "user:password for the registry's HTTP basic auth (or user:password@ in the URL)" },
+  { flag: '--output-framing', env: 'OUTPUT_FRAMING', key: 'outputFraming', kind: 'enum', def: 'none',
+    choices: ['none', 'confluent'],
+    help: 'confluent: register ScoredRecord under each output topic\'s <topic>-value subject and frame scored outputs (needs --schema-registry)' },
   { flag: '--provenance-headers', env: 'PROVENANCE_HEADERS', key: 'provenanceHeaders', kind: 'bool', def: 'false',
     help: 'also write xgb.source.topic/partition/offset and xgb.model.version headers on scored outputs' },
   { flag: '--explain', env: 'EXPLAIN', key: 'explain', kind: 'enum', def: 'none', choices: ['none', 'approx', 'exact'],
@@ -277,6 +282,12 @@ function checkInputSettings(config: ProcessorConfig, framingGiven: boolean): voi
   }
   if (config.schemaRegistryBasicAuth !== undefined && !config.schemaRegistryBasicAuth.includes(':')) {
     throw new ConfigError("invalid --schema-registry-basic-auth: expected user:password");
+  }
+  if (config.outputFraming === 'confluent') {
+    if (config.schemaRegistryUrl === undefined) throw new ConfigError('--output-framing confluent needs --schema-registry');
+    if (config.outputFormat !== 'protobuf') {
+      throw new ConfigError(`--output-framing confluent frames ScoredRecord protobuf: it cannot go with --output-format ${config.outputFormat}`);
+    }
   }
   if (config.schemaRegistryUrl === undefined) return;
   let url: URL;

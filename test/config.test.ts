@@ -27,7 +27,7 @@ describe('configuration', () => {
       maxAlertRateRatio: undefined, shadowModelPath: undefined, shadowTopic: undefined,
       threshold: undefined, batchSize: 500, batchWaitMs: 0,
       outputFormat: 'protobuf', inputFormat: 'protobuf', allowMissingFeatures: false, inputFraming: 'none',
-      schemaRegistryUrl: undefined, schemaRegistryBasicAuth: undefined, provenanceHeaders: false, explain: 'none', topK: 3, rejectMissing: false,
+      schemaRegistryUrl: undefined, schemaRegistryBasicAuth: undefined, outputFraming: 'none', provenanceHeaders: false, explain: 'none', topK: 3, rejectMissing: false,
       maxRecordIdBytes: 4096, maxMessageBytes: 1048588, logLevel: 'warn', metricsPort: 0,
       createTopics: false, createPartitions: 1, createReplicationFactor: 1, shutdownTimeoutMs: 30000, nthread: 1,
       kafkaProperties: {},
@@ -99,6 +99,9 @@ describe('configuration', () => {
     expect(error(['--schema-registry', 'http://r:8081', '--schema-registry-basic-auth', 'ab'])).toBe(
       'invalid --schema-registry-basic-auth: expected user:password');
     expect(error(['--input-format', 'avro'])).toBe("invalid --input-format 'avro': expected one of protobuf, json");
+    expect(error(['--output-framing', 'confluent'])).toBe('--output-framing confluent needs --schema-registry');
+    expect(error(['--output-framing', 'confluent', '--schema-registry', 'http://r:8081', '--output-format', 'float'])).toBe(
+      '--output-framing confluent frames ScoredRecord protobuf: it cannot go with --output-format float');
   });
 
   it('names the environment variable of a bad value', () => {

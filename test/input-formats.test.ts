@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { Message } from 'node-rdkafka';
 import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord, encodePredictRequest } from '../lib/codec';
-import { frameValue } from '../lib/input/framing';
+import { frameValue, parseFrame } from '../lib/input/framing';
 import { encodeValue } from '../lib/replay';
 import { MODEL_DIR, MODEL_PATH, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
 import {
@@ -174,6 +174,26 @@ describe('Schema Registry framed input', () => {
     expect(header(dlq.get('short')!, 'xgb.error.message')).toBe('bad Schema Registry framing: framed value is 3 bytes, shorter than the 5-byte header');
     // Each id looked up once, however many records named it.
     expect(registry.requests.map((r) => r.path).sort()).toEqual(['/schemas/ids/1', '/schemas/ids/2', '/schemas/ids/3', '/schemas/ids/404']);
+  });
+
+  it('with --output-framing confluent, registers ScoredRecord under each output subject and frames the outputs', async () => {
+    const topics = await createTopicSet('framed-out');
+    const before = registry.requests.length;
+    const input: OutgoingRecord[] = [0, 1, 2, 3].map((i) => ({ key: `o${i}`, value: frameValue(1, request(`o${i}`, i), [0]) }));
+    const all = await runOver(topics, input, input.length, ['--schema-registry', registry.url, '--output-framing', 'confluent']);
+    expect(registry.requests.slice(before).map((r) => `${r.method} ${r.path}`).sort()).toEqual([
+      `POST /subjects/${topics.regular}-value/versions`, `POST /subjects/${topics.suspicious}-value/versions`,
+    ].sort());
+    expect(all).toHaveLength(4);
+    for (const m of all) {
+      expect(m.topic).not.toBe(topics.deadLetter);
+      // predict.proto is schema 1 in the registry already, so both subjects get that id.
+      expect(m.value!.subarray(0, 7).toString('hex')).toBe('00000000010202');
+      const frame = parseFrame(m.value!, true);
+      expect([frame.schemaId, frame.messageIndexes]).toEqual([1, [1]]);
+      const i = Number(m.key!.toString().slice(1));
+      expect(decodeScoredRecord(frame.payload).score).toBe(classifier.predict(row(vectors, i)));
+    }
   });
 
   it('with --input-framing confluent, reads framed protobuf of any id, and framed JSON', async () => {

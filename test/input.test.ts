@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { encodePredictRequest } from '../lib/codec';
 import { FramingError, frameValue, parseFrame } from '../lib/input/framing';
 import { InputRulesError, RequestDecoder, type InputRules } from '../lib/input/request-decoder';
-import { SchemaRegistryCheck } from '../lib/input/schema-registry';
+import { SchemaRegistry } from '../lib/input/schema-registry';
 import { validateRequest } from '../lib/processor/validate';
 import { SchemaRegistryStub } from './helpers/schema-registry-stub';
 
@@ -17,7 +17,7 @@ const RULES: InputRules = { format: 'json', framing: 'none', numFeatures: 3, fea
 const CHECKS = { numFeatures: 3, rejectMissing: false, maxRecordIdBytes: 4096 };
 
 /** What a value becomes under `rules`: the features of a valid record, or `reason: message`. */
-function outcome(value: string | Buffer, rules: Partial<InputRules> = {}, registry?: SchemaRegistryCheck): number[] | string {
+function outcome(value: string | Buffer, rules: Partial<InputRules> = {}, registry?: SchemaRegistry): number[] | string {
   const decoder = new RequestDecoder({ ...RULES, ...rules }, registry);
   const r = validateRequest(typeof value === 'string' ? Buffer.from(value) : value, CHECKS, (v) => decoder.decode(v));
   return r.ok ? [...r.features] : `${r.reason}: ${r.message}`;
@@ -190,20 +190,20 @@ describe('the Schema Registry check', () => {
   const request = encodePredictRequest({ recordID: 'r1', featuresVector: [1, 2, 3] });
   const framed = (id: number, indexes: number[]): Buffer => frameValue(id, request, indexes);
 
-  async function decide(values: Buffer[], registry: SchemaRegistryCheck): Promise<Array<number[] | string>> {
+  async function decide(values: Buffer[], registry: SchemaRegistry): Promise<Array<number[] | string>> {
     const decoder = new RequestDecoder({ ...RULES, format: 'protobuf', framing: 'confluent' }, registry);
     await decoder.prepare(values);
     return values.map((v) => outcome(v, { format: 'protobuf', framing: 'confluent' }, registry));
   }
 
   it('accepts messages whose fields 1 and 4 are a string and repeated floats, at the record\'s indexes', async () => {
-    const registry = new SchemaRegistryCheck({ url: `${stub.url}/`, basicAuth: 'svc:s3cret' });
+    const registry = new SchemaRegistry({ url: `${stub.url}/`, basicAuth: 'svc:s3cret' });
     const results = await decide([framed(1, [0]), framed(2, [1]), framed(2, [0, 2]), framed(1, [0])], registry);
     expect(results).toEqual([[1, 2, 3], [1, 2, 3], [1, 2, 3], [1, 2, 3]]);
   });
 
   it('dead-letters every other schema as incompatible-schema, with the id and why', async () => {
-    const registry = new SchemaRegistryCheck({ url: stub.url, basicAuth: 'svc:s3cret' });
+    const registry = new SchemaRegistry({ url: stub.url, basicAuth: 'svc:s3cret' });
     expect(await decide([framed(2, [0]), framed(2, [0, 1]), framed(2, [0, 0]), framed(2, [5]), framed(1, [1]),
       framed(3, [0]), framed(4, [0]), framed(77, [0])], registry)).toEqual([
       'incompatible-schema: schema id 2 message shop.v2.Envelope: field 4 is absent, a PredictRequest needs repeated float featuresVector',
@@ -220,7 +220,7 @@ describe('the Schema Registry check', () => {
   it('looks each id up once, with basic auth from the URL, and waits out a registry that fails', async () => {
     stub.failNext = 2;
     const retries: string[] = [];
-    const registry = new SchemaRegistryCheck({
+    const registry = new SchemaRegistry({
       url: stub.url.replace('http://', 'http://svc:s3cret@'), maxBackoffMs: 20,
       onRetry: (id, attempt, err) => retries.push(`${id}#${attempt}: ${err.message}`),
     });

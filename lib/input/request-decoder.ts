@@ -7,7 +7,7 @@ import { decodePredictRequest } from '../codec';
 import type { DecodeResult } from './decoded';
 import { FramingError, isFramed, parseFrame } from './framing';
 import { JsonRequestDecoder } from './json-request';
-import type { SchemaRegistryCheck } from './schema-registry';
+import type { SchemaRegistry } from './schema-registry';
 
 /** The payload format of input values. */
 export type InputFormat = 'protobuf' | 'json';
@@ -33,7 +33,7 @@ export class RequestDecoder {
   private readonly json: JsonRequestDecoder | undefined;
 
   /** Throws an InputRulesError when the model cannot serve the format (JSON by name needs feature names). */
-  constructor(private readonly rules: InputRules, private readonly registry?: SchemaRegistryCheck) {
+  constructor(private readonly rules: InputRules, private readonly registry?: SchemaRegistry) {
     if (rules.format === 'json') {
       if (rules.featureNames === undefined) {
         throw new InputRulesError('--input-format json needs a model with feature names (the trainer writes them; '

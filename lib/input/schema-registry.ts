@@ -1,9 +1,10 @@
 /**
- * The Schema Registry check of framed input: each schema id a record names is fetched once from the
- * registry's Confluent-compatible REST API (`GET /schemas/ids/{id}`), parsed with protobufjs, and
- * must describe, at the record's message indexes, a message that reads as a PredictRequest: field 1 a
- * string and field 4 a repeated float, by number and type. A record whose schema is anything else
- * would decode into wrong fields; it becomes a dead letter `incompatible-schema` instead.
+ * The Schema Registry, through its Confluent-compatible REST API. For framed input, each schema id a
+ * record names is fetched once (`GET /schemas/ids/{id}`), parsed with protobufjs, and must describe,
+ * at the record's message indexes, a message that reads as a PredictRequest: field 1 a string and
+ * field 4 a repeated float, by number and type. A record whose schema is anything else would decode
+ * into wrong fields; it becomes a dead letter `incompatible-schema` instead. For framed output, the
+ * wire format's schema is registered under an output topic's subject (`POST /subjects/{s}/versions`).
  */
 import { Namespace, parse, Type } from 'protobufjs';
 
@@ -15,8 +16,8 @@ export interface SchemaRegistryOptions {
   readonly basicAuth?: string;
   /** Bound on one HTTP request. */
   readonly requestTimeoutMs?: number;
-  /** Called before a failed lookup is tried again (the registry unreachable, or an HTTP 5xx). */
-  readonly onRetry?: (schemaId: number, attempt: number, error: Error) => void;
+  /** Called before a failed look-up (by schema id) or registration (by subject) is tried again: the registry unreachable, or an HTTP 5xx. */
+  readonly onRetry?: (what: number | string, attempt: number, error: Error) => void;
   /** Pauses between attempts, growing to this bound. */
   readonly maxBackoffMs?: number;
 }
@@ -30,7 +31,7 @@ type Lookup =
 class TransientError extends Error {}
 
 /** The registry's answers, cached by schema id, and the verdicts, cached by id and message indexes. */
-export class SchemaRegistryCheck {
+export class SchemaRegistry {
   private readonly base: string;
   private readonly authorization: string | undefined;
   private readonly lookups = new Map<number, Lookup>();
@@ -86,35 +87,69 @@ export class SchemaRegistryCheck {
     return verdict ?? undefined;
   }
 
-  private async fetchWithRetry(id: number): Promise<Lookup> {
+  /**
+   * Registers a protobuf schema under `subject` (the registry answers with the existing id when the
+   * subject already has it) and returns its id. Tried again, like a look-up, while the registry
+   * cannot be reached; a refusal (incompatible with the subject's earlier versions, no rights) throws.
+   */
+  async register(subject: string, schema: string): Promise<number> {
+    const path = `/subjects/${encodeURIComponent(subject)}/versions`;
+    return this.withRetry(subject, async () => {
+      const { status, body } = await this.request('POST', path, JSON.stringify({ schemaType: 'PROTOBUF', schema }));
+      if (status !== 200) {
+        const refused = `the registry refused the schema of subject ${subject}: HTTP ${status} ${body.slice(0, 300)}`;
+        if (status >= 500 || status === 408 || status === 429) throw new TransientError(refused);
+        throw new Error(refused);
+      }
+      const id = (JSON.parse(body) as { id?: unknown }).id;
+      if (typeof id !== 'number') throw new TransientError(`POST ${path}: no id in the answer: ${body.slice(0, 200)}`);
+      return id;
+    });
+  }
+
+  private async withRetry<T>(what: number | string, attemptOnce: () => Promise<T>): Promise<T> {
     const maxBackoff = this.options.maxBackoffMs ?? 10_000;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.fetchOnce(id);
+        return await attemptOnce();
       } catch (err) {
         if (!(err instanceof TransientError)) throw err;
-        this.options.onRetry?.(id, attempt, err);
+        this.options.onRetry?.(what, attempt, err);
         await new Promise((resolve) => setTimeout(resolve, Math.min(maxBackoff, 250 * 2 ** Math.min(attempt - 1, 10))));
       }
     }
   }
 
-  private async fetchOnce(id: number): Promise<Lookup> {
-    const url = `${this.base}/schemas/ids/${id}`;
-    let response: Response;
+  private fetchWithRetry(id: number): Promise<Lookup> {
+    return this.withRetry(id, () => this.fetchOnce(id));
+  }
+
+  /** One HTTP exchange; a network failure or timeout is a TransientError. */
+  private async request(method: 'GET' | 'POST', path: string, body?: string): Promise<{ status: number; body: string }> {
+    const url = `${this.base}${path}`;
     try {
-      response = await fetch(url, {
-        headers: { Accept: 'application/vnd.schemaregistry.v1+json, application/json', ...(this.authorization ? { Authorization: this.authorization } : {}) },
+      const response = await fetch(url, {
+        method, body,
+        headers: {
+          Accept: 'application/vnd.schemaregistry.v1+json, application/json',
+          ...(body !== undefined ? { 'Content-Type': 'application/vnd.schemaregistry.v1+json' } : {}),
+          ...(this.authorization ? { Authorization: this.authorization } : {}),
+        },
         signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 10_000),
       });
+      return { status: response.status, body: await response.text() };
     } catch (err) {
       const cause = (err as { cause?: Error }).cause;
-      throw new TransientError(`GET ${url}: ${cause?.message ?? (err as Error).message}`);
+      throw new TransientError(`${method} ${url}: ${cause?.message ?? (err as Error).message}`);
     }
-    const body = await response.text().catch(() => '');
+  }
+
+  private async fetchOnce(id: number): Promise<Lookup> {
+    const url = `${this.base}/schemas/ids/${id}`;
+    const { status, body } = await this.request('GET', `/schemas/ids/${id}`);
     // A 404 is the registry's answer for an id it never issued: final. Anything else but 200 may pass.
-    if (response.status === 404) return { kind: 'refused', message: 'not found in the registry' };
-    if (response.status !== 200) throw new TransientError(`GET ${url}: HTTP ${response.status} ${body.slice(0, 200)}`);
+    if (status === 404) return { kind: 'refused', message: 'not found in the registry' };
+    if (status !== 200) throw new TransientError(`GET ${url}: HTTP ${status} ${body.slice(0, 200)}`);
     let schema: { schema?: unknown; schemaType?: unknown };
     try {
       schema = JSON.parse(body);

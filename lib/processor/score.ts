@@ -13,7 +13,8 @@ import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
 import type { DecodeResult } from '../input/decoded';
 import { RequestDecoder } from '../input/request-decoder';
-import { SchemaRegistryCheck } from '../input/schema-registry';
+import { SchemaRegistry } from '../input/schema-registry';
+import { OutputFraming } from './output-framing';
 import { deadLetterOutput, encodeOutputValue, eventTimeOf, recordBytes, scoredHeaders, type Output } from './output';
 import { RecentRows } from './recent-rows';
 import type { ServingModel } from './serving-model';
@@ -50,6 +51,8 @@ export class BatchScorer {
   /** The configured input format and framing; looks up schema ids when a registry checks them. */
   private readonly decoder: RequestDecoder;
   private readonly decode: (value: Buffer) => DecodeResult;
+  /** With --output-framing confluent: frames scored outputs with their topic's schema id. */
+  private readonly outputFraming: OutputFraming | undefined;
   /** The model that scores the next batch; a reload swaps it between batches. */
   private serving: ServingModel;
   private takeover: Takeover | undefined;
@@ -68,14 +71,17 @@ export class BatchScorer {
     this.serving = serving;
     this.numFeatures = serving.classifier.numFeatures;
     this.rules = { numFeatures: this.numFeatures, rejectMissing: config.rejectMissing, maxRecordIdBytes: config.maxRecordIdBytes };
+    const registry = config.schemaRegistryUrl === undefined ? undefined : new SchemaRegistry({
+      url: config.schemaRegistryUrl, basicAuth: config.schemaRegistryBasicAuth,
+      onRetry: (what, attempt, error) => log.warn('schema registry request failed; trying again', { what, attempt, error }),
+    });
     // The start model's names serve every reload too: the model gate refuses a candidate whose names differ.
     this.decoder = new RequestDecoder({
       format: config.inputFormat, framing: config.inputFraming, numFeatures: this.numFeatures,
       featureNames: serving.classifier.featureNames, allowMissingFeatures: config.allowMissingFeatures,
-    }, config.schemaRegistryUrl === undefined ? undefined : new SchemaRegistryCheck({
-      url: config.schemaRegistryUrl, basicAuth: config.schemaRegistryBasicAuth,
-      onRetry: (schemaId, attempt, error) => log.warn('schema registry look-up failed; trying again', { schemaId, attempt, error }),
-    }));
+    }, registry);
+    this.outputFraming = config.outputFraming === 'confluent' && registry !== undefined
+      ? new OutputFraming(registry, [config.suspiciousTopic, config.regularTopic]) : undefined;
     this.decode = (value) => this.decoder.decode(value);
     this.recentRows = config.canaryRows > 0 ? new RecentRows(config.canaryRows, this.numFeatures) : undefined;
   }
@@ -117,6 +123,7 @@ export class BatchScorer {
     // Schema ids new to this process are looked up before the batch is decoded; an unreachable
     // registry holds the batch back rather than dead-lettering it.
     if (this.decoder.needsPreparing) await this.decoder.prepare(messages.map((m) => m.value));
+    await this.outputFraming?.prepare();
     const checked = new Array<ValidRecord | InvalidRecord>(messages.length);
     let valid = 0;
     for (let i = 0; i < messages.length; i++) {
@@ -265,7 +272,9 @@ export class BatchScorer {
       sourceOffset: message.offset,
     };
     const key = record.recordID;
-    const value = encodeOutputValue(this.config.outputFormat, scoredRecord);
+    const topic = suspicious ? this.config.suspiciousTopic : this.config.regularTopic;
+    const encoded = encodeOutputValue(this.config.outputFormat, scoredRecord);
+    const value = this.outputFraming ? this.outputFraming.frame(topic, encoded) : encoded;
     const headers = scoredHeaders(message, model.version, this.config.outputFormat, this.config.provenanceHeaders);
     const size = recordBytes(key, value, headers);
     if (size > this.maxOutputBytes) {
@@ -273,8 +282,7 @@ export class BatchScorer {
         `the scored output is ${size} bytes, more than the ${this.maxOutputBytes}-byte limit`);
     }
     return {
-      topic: suspicious ? this.config.suspiciousTopic : this.config.regularTopic,
-      value, key, headers, deadLetterReason: undefined, eventTimestampMs, source: message,
+      topic, value, key, headers, deadLetterReason: undefined, eventTimestampMs, source: message,
     };
   }
 
