@@ -181,8 +181,9 @@ describe('Schema Registry framed input', () => {
     const before = registry.requests.length;
     const input: OutgoingRecord[] = [0, 1, 2, 3].map((i) => ({ key: `o${i}`, value: frameValue(1, request(`o${i}`, i), [0]) }));
     const all = await runOver(topics, input, input.length, ['--schema-registry', registry.url, '--output-framing', 'confluent']);
+    // A new process: schema 1 is looked up again, once.
     expect(registry.requests.slice(before).map((r) => `${r.method} ${r.path}`).sort()).toEqual([
-      `POST /subjects/${topics.regular}-value/versions`, `POST /subjects/${topics.suspicious}-value/versions`,
+      'GET /schemas/ids/1', `POST /subjects/${topics.regular}-value/versions`, `POST /subjects/${topics.suspicious}-value/versions`,
     ].sort());
     expect(all).toHaveLength(4);
     for (const m of all) {
