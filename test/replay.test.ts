@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import type { Message } from 'node-rdkafka';
 import { decodePredictRequest } from '../lib/codec';
 import { readReplayFile, type ReplayRecord } from '../lib/replay';
-import { MODEL_DIR } from './helpers/fixtures';
+import { MODEL_DIR, loadTestVectors } from './helpers/fixtures';
 import { ROOT, brokers, createTopics, header, readToEnd, uniqueName } from './helpers/kafka';
 
 const REPLAY = path.join(ROOT, 'dist', 'replay.js');
@@ -147,6 +147,38 @@ describe('xgb-stream-replay', () => {
     const messages = await readTopic(topic, 600);
     const times = messages.map((m) => m.timestamp!).sort((a, b) => a - b);
     times.forEach((t, i) => expect(t - times[0]).toBeGreaterThanOrEqual(Math.floor(((i - 1) * 1000) / 300) - 1));
+  });
+
+  it('sends JSON by the trainer\'s feature names, framed, and JSON vectors', async () => {
+    const names = loadTestVectors().featureNames;
+    const topic = uniqueName('replay-json');
+    await createTopics([topic]);
+    const run = await runReplay(['--brokers', brokers(), '--topic', topic, '--count', '20', '--format', 'json', '--schema-id', '5']);
+    expect(run.code).toBe(0);
+    const messages = await readTopic(topic, 20);
+    messages.forEach((m, i) => {
+      // The JSON Schema serializer's layout: magic byte, id 5, no message indexes.
+      expect(m.value!.subarray(0, 5).toString('hex')).toBe('0000000005');
+      const body = JSON.parse(m.value!.subarray(5).toString('utf8'));
+      expect(Object.keys(body.features)).toEqual(names);
+      expect(body).toEqual({ recordID: records[i].recordID, features: Object.fromEntries(names.map((n, j) => [n, records[i].features[j]])) });
+    });
+
+    const vectorTopic = uniqueName('replay-json-vector');
+    await createTopics([vectorTopic]);
+    const file = path.join(tmp, 'with-missing.ndjson');
+    writeFileSync(file, `${JSON.stringify({ recordID: 'm', label: 1, features: [1.5, null, 3] })}\n`);
+    const vector = await runReplay(['--brokers', brokers(), '--topic', vectorTopic, '--file', file, '--format', 'json-vector']);
+    expect(vector.code).toBe(0);
+    const [m] = await readTopic(vectorTopic, 1);
+    expect(m.value!.toString()).toBe('{"recordID":"m","featuresVector":[1.5,null,3]}');
+  });
+
+  it('exits with status 2 when --format json has no feature names to write', async () => {
+    const run = await runReplay(['--brokers', brokers(), '--random', '3', '--features', '4', '--format', 'json']);
+    expect(run).toMatchObject({ code: 2, stderr: 'xgb-stream-replay: --format json needs 4 feature names: pass --feature-names\n' });
+    const wrong = await runReplay(['--brokers', brokers(), '--random', '3', '--features', '4', '--format', 'json', '--feature-names', 'a,b']);
+    expect(wrong).toMatchObject({ code: 2, stderr: 'xgb-stream-replay: --format json needs 4 feature names: pass --feature-names (got 2)\n' });
   });
 
   it('exits with status 2 naming a replay file that does not exist', async () => {
