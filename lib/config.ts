@@ -350,6 +350,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     values[opt.key] = opt.kind === 'bool' && inline === undefined ? true : parseValue(opt, takeValue(), name);
   }
 
+  const framingGiven = values.inputFraming !== undefined;
   for (const o of OPTIONS) {
     if (values[o.key] === undefined && o.def !== undefined) values[o.key] = parseValue(o, o.def, o.flag);
   }
@@ -361,7 +362,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     const names = config.shadowTopic !== undefined ? 'regular, dead-letter and shadow' : 'regular and dead-letter';
     throw new ConfigError(`the input, suspicious, ${names} topics must differ: ${topics.join(', ')}`);
   }
-  checkInputSettings(config, values.inputFraming !== undefined);
+  checkInputSettings(config, framingGiven);
   if (config.shadowTopic !== undefined && config.shadowModelPath === undefined) {
     throw new ConfigError('--shadow-topic needs --shadow-model');
   }

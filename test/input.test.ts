@@ -224,6 +224,8 @@ describe('the Schema Registry check', () => {
       url: stub.url.replace('http://', 'http://svc:s3cret@'), maxBackoffMs: 20,
       onRetry: (id, attempt, err) => retries.push(`${id}#${attempt}: ${err.message}`),
     });
+    // Id 1 alone first, so that both failures are its own.
+    expect(await decide([framed(1, [0]), framed(1, [0])], registry)).toEqual([[1, 2, 3], [1, 2, 3]]);
     await decide([framed(1, [0]), framed(2, [1]), framed(1, [0])], registry);
     await decide([framed(1, [0]), framed(2, [1])], registry);
     const gets = stub.requests.filter((r) => r.method === 'GET').map((r) => r.path).sort();
