@@ -87,8 +87,9 @@ export class JsonRequestDecoder {
       return { ok: false, reason: 'undecodable', message: `features is ${describe(features)}, not an object` };
     }
     const out = new Array<number>(this.rules.numFeatures).fill(NaN);
-    const given = new Array<boolean>(this.rules.numFeatures).fill(false);
-    for (const [name, v] of Object.entries(features)) {
+    let given = 0;
+    for (const name in features) {
+      const v = features[name];
       const i = this.column.get(name);
       if (i === undefined) {
         return { ok: false, reason: 'unknown-feature', message: `feature '${name}' is not one of the model's ${this.rules.numFeatures}` };
@@ -97,10 +98,11 @@ export class JsonRequestDecoder {
       const bad = checkNumber(`feature '${name}'`, v);
       if (bad) return bad;
       out[i] = v as number;
-      given[i] = true;
+      given++;
     }
-    if (!this.rules.allowMissingFeatures) {
-      const missing = this.rules.featureNames!.filter((_, i) => !given[i]);
+    // Every name is known and none twice, so all were given exactly when the count is full.
+    if (given < this.rules.numFeatures && !this.rules.allowMissingFeatures) {
+      const missing = this.rules.featureNames!.filter((_, i) => Number.isNaN(out[i]));
       if (missing.length > 0) {
         const shown = missing.slice(0, 5).map((n) => `'${n}'`).join(', ') + (missing.length > 5 ? `, and ${missing.length - 5} more` : '');
         return {

@@ -77,7 +77,8 @@ export function parseJsonStrict(text: string): JsonValue {
     const c = text[at];
     if (c === '{') {
       at++;
-      const obj: { [key: string]: JsonValue } = {};
+      // No prototype: a key named __proto__ is plain data, and assignment stays fast.
+      const obj: { [key: string]: JsonValue } = Object.create(null);
       const seen = new Set<string>();
       skipSpace();
       if (text[at] === '}') {
@@ -94,8 +95,7 @@ export function parseJsonStrict(text: string): JsonValue {
         if (text[at] !== ':') fail("':'");
         at++;
         const value = parseValue(`${path}.${key}`, depth + 1);
-        // defineProperty: a key named __proto__ is data here, not the object's prototype.
-        Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+        obj[key] = value;
         skipSpace();
         if (text[at] === ',') { at++; continue; }
         if (text[at] === '}') { at++; return obj; }
