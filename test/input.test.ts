@@ -98,6 +98,12 @@ describe('JSON requests', () => {
     expect(outcome('{"recordID":"r1","features":{"amount":1,"hour":null}}', { allowMissingFeatures: true })).toEqual([1, NaN, NaN]);
   });
 
+  it('takes a key named __proto__ as a name like any other', () => {
+    expect(outcome('{"recordID":"r1","features":{"__proto__":{"amount":1},"amount":1,"hour":2,"risk":3}}'))
+      .toBe("unknown-feature: feature '__proto__' is not one of the model's 3");
+    expect(({} as Record<string, unknown>).amount).toBeUndefined();
+  });
+
   it('gives each other fault its own reason and a message naming the field', () => {
     expect(outcome('{"recordID":"r1","features":{"amount":1,"hour":2,"risk":3,"color":4}}'))
       .toBe("unknown-feature: feature 'color' is not one of the model's 3");
