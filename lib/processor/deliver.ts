@@ -1,19 +1,31 @@
 /**
- * The deliver stage: produces each batch's outputs, in batch order, and decides from the delivery
- * reports which input offsets may be committed. The processor talks to it through {@link Delivery};
- * {@link AtLeastOnceDelivery} is the default mode.
+ * The deliver stage: sends each batch's outputs, in batch order, through the {@link OutputSink}, and
+ * decides from what the sink settles which input offsets may be committed. The processor talks to it
+ * through {@link Delivery}; {@link AtLeastOnceDelivery} is the default mode.
  *
- * At-least-once: a partition's offset is stored (and later committed by librdkafka's auto-commit) only
- * once the output of every record before it has a successful delivery report.
+ * At-least-once: outputs are acknowledged per batch. Whenever sends are unsettled, one flush settles
+ * every output sent before it began; a partition's offset is then stored (and committed by librdkafka's
+ * auto-commit, once a second) over the contiguous run of records whose outputs were delivered. An
+ * output librdkafka gave up on is never sent again as it was (librdkafka has retried it within
+ * `message.timeout.ms`, and a late copy would land behind later outputs of its partition): one the
+ * broker refuses for good becomes a dead letter of its input; any other failure stops the processor
+ * with nothing stored past that record, which is scored again after a restart.
  */
-import type { DeliveryReport, KafkaConsumer, LibrdKafkaError, Message } from 'node-rdkafka';
+import type { KafkaConsumer, LibrdKafkaError, Message, Producer } from 'node-rdkafka';
+import { CODES } from 'node-rdkafka';
 import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
-import type { Output } from './output';
+import type { Output, ShadowOutput } from './output';
+import { OutputSink, type FailedOutput, type Settled, type SentOutputs } from './output-sink';
+import { OutputWriter, type WriterContext } from './output-writer';
+import { classifyProducerError } from './producer-errors';
 import { Progress } from './progress';
-import { InFlightOutput, OutputWriter, classifyProducerError, type WriterContext, SHADOW_OUTPUT } from './output-writer';
+import type { ShadowWriter } from './shadow-writer';
 
-/** Attempts to deliver one output before the processor stops without storing past it. */
-const DELIVERY_ATTEMPTS = 3;
+/**
+ * How long one flush waits for librdkafka to finish with the outputs before looking again: it returns
+ * as soon as they are done, so this only bounds a flush while the brokers are unreachable.
+ */
+const FLUSH_TIMEOUT_MS = 2_000;
 
 /** How the processor hands its work to a delivery mode. */
 export interface Delivery {
@@ -41,7 +53,10 @@ export interface Delivery {
 
 /** What the deliver stage needs from the processor. */
 export interface DeliveryContext extends WriterContext {
+  readonly producer: Producer;
   readonly consumer: KafkaConsumer;
+  /** Where shadow outputs go, when there is a shadow topic. */
+  readonly shadow?: ShadowWriter;
   /** Partitions currently assigned: only theirs are stored. */
   assignedPartitions(): readonly number[];
   /** Called after every delivery report: the fetch loop and the drains wait on it. */
@@ -55,25 +70,24 @@ export interface DeliveryContext extends WriterContext {
 /** Default delivery mode; see the module comment. */
 export class AtLeastOnceDelivery implements Delivery {
   private readonly tracker: OffsetTracker;
-  /** Outputs are produced batch after batch, in consumption order, whatever order predictions finish in. */
+  private readonly sink: OutputSink;
+  private readonly writer: OutputWriter;
+  /** Outputs are sent batch after batch, in consumption order, whatever order predictions finish in. */
   private chain: Promise<void> = Promise.resolve();
-  private storeScheduled = false;
+  /** The settle loop, while it runs. */
+  private settling: Promise<void> | undefined;
   private closing = false;
   /** Per partition, the offset after the last record whose output was delivered: survives revocations. */
   private readonly delivered = new Map<number, number>();
   /** Batches sent whose outputs are not all handed to the producer yet. */
   private unsent = 0;
-  /** Drains waiting for the next delivery report. */
+  /** Drains waiting for the next settle. */
   private readonly waiting = new Progress();
-  private readonly writer: OutputWriter;
 
   constructor(private readonly ctx: DeliveryContext) {
     this.tracker = new OffsetTracker(ctx.inputTopic);
     this.writer = new OutputWriter(ctx);
-    ctx.producer.on('delivery-report', (err, report) => {
-      if (report.opaque === SHADOW_OUTPUT) this.writer.shadowReport(err, report.topic);
-      else this.onDelivery(err, report);
-    });
+    this.sink = new OutputSink(ctx.producer);
   }
 
   get inFlight(): number {
@@ -86,7 +100,7 @@ export class AtLeastOnceDelivery implements Delivery {
 
   send(batch: TrackedBatch, outputs: Promise<readonly Output[]>): Promise<void> {
     this.unsent++;
-    const sent = this.chain.then(() => outputs).then((o) => this.produceAll(batch, o));
+    const sent = this.chain.then(() => outputs).then((o) => this.sendOutputs({ batch, outputs: o }));
     this.chain = sent.catch(() => undefined).finally(() => {
       this.unsent--;
       this.progress();
@@ -121,11 +135,10 @@ export class AtLeastOnceDelivery implements Delivery {
   async finish(assigned: readonly number[], deadline: number): Promise<boolean> {
     // Bounded like the rest: a batch whose scoring never ends must not hold the shutdown.
     const drained = await this.waiting.until(() => this.unsent === 0 && this.tracker.pending() === 0, deadline, () => this.ctx.failed());
-    const flushed = await new Promise<boolean>((resolve) => {
-      this.ctx.producer.flush(Math.max(1, deadline - Date.now()), (err) => {
-        if (err) this.ctx.log.error('flush failed', { error: err.message });
-        resolve(!err);
-      });
+    await this.settling;
+    const flushed = await flush(this.ctx.producer, Math.max(1, deadline - Date.now())).then(() => true, (err: Error) => {
+      this.ctx.log.error('flush failed', { error: err.message });
+      return false;
     });
     // Whatever was delivered is committed, also after a failure: the tracker never passes a lost output.
     this.commit(this.tracker.takeStorable(assigned, true));
@@ -133,50 +146,66 @@ export class AtLeastOnceDelivery implements Delivery {
     return drained && flushed && !this.tracker.hasFailure;
   }
 
-  /** Hands a batch's outputs to the producer in order; awaits only when librdkafka's queue is full. */
-  private async produceAll(batch: TrackedBatch, outputs: readonly Output[]): Promise<void> {
-    for (let row = 0; row < outputs.length; row++) {
-      await this.produceItem(new InFlightOutput(outputs[row], batch, row));
+  private async sendOutputs(sent: SentOutputs): Promise<void> {
+    const final = await this.sink.send(sent, (output, err) => this.writer.rejected(output, err));
+    if (this.ctx.shadow) writeShadows(this.ctx.shadow, final.outputs);
+    this.settleSoon();
+  }
+
+  /** Starts the settle loop unless it runs: it flushes while anything sent is unsettled. */
+  private settleSoon(): void {
+    this.settling ??= this.settleLoop().finally(() => { this.settling = undefined; });
+  }
+
+  private async settleLoop(): Promise<void> {
+    while (this.sink.unsettled > 0 && !this.ctx.failed()) {
+      let settled: Settled;
+      try {
+        settled = await this.sink.settle(() => flush(this.ctx.producer, FLUSH_TIMEOUT_MS));
+      } catch (err) {
+        // Timed out: the brokers are slow or away (the outage is logged elsewhere); flush again.
+        if ((err as LibrdKafkaError).code !== CODES.ERRORS.ERR__TIMED_OUT) this.ctx.log.warn('flush failed', { error: err });
+        continue;
+      }
+      this.apply(settled);
     }
   }
 
-  private async produceItem(item: InFlightOutput): Promise<void> {
-    const produced = await this.writer.produce(item);
-    if (produced.output.skipped === undefined) return;
-    // No output at all: the record is done, and its offset may pass.
-    this.tracker.delivered(produced.batch, produced.row);
-    this.scheduleStore();
+  /** Marks delivered rows done, handles failed outputs, and stores the offsets that advanced. */
+  private apply(settled: Settled): void {
+    const now = Date.now();
+    for (const s of settled.delivered) {
+      const { batch, outputs, rows } = s;
+      for (let i = 0; i < outputs.length; i++) {
+        this.tracker.delivered(batch, rows ? rows[i] : i);
+        this.writer.delivered(outputs[i], now);
+      }
+    }
+    for (const f of settled.failed) this.failed(f);
+    this.storeOffsets();
     this.progress();
   }
 
-  private onDelivery(err: LibrdKafkaError | null, report: DeliveryReport): void {
-    const item = report.opaque as InFlightOutput;
-    const { output } = item;
-    if (err) {
-      this.ctx.metrics.deliveryFailures.inc();
-      const position = this.tracker.positionOf(item.batch, item.row);
-      const kind = classifyProducerError(err);
-      this.ctx.log.error('delivery failed', {
-        topic: output.topic, sourcePartition: position.partition, sourceOffset: position.offset,
-        attempt: item.attempt, error: err.message, code: err.code, kind,
-      });
-      if (kind === 'record' && !this.closing) {
-        const replacement = new InFlightOutput(this.writer.rejected(output, err), item.batch, item.row);
-        this.produceItem(replacement).catch((e) => this.ctx.fail(e as Error));
-      } else if (kind === 'transient' && item.attempt < DELIVERY_ATTEMPTS && !this.closing) {
-        this.produceItem(item).catch((e) => this.ctx.fail(e as Error));
-      } else {
-        this.tracker.failed(item.batch, item.row);
-        this.ctx.fail(new Error(`could not deliver to ${output.topic} the output of ${this.ctx.inputTopic} `
-          + `partition ${position.partition} offset ${position.offset}: ${err.message}`));
-      }
-      this.progress();
+  /** A refused output becomes a dead letter, sent now; any other failure stops the processor. */
+  private failed(f: FailedOutput): void {
+    const output = f.sent.outputs[f.index];
+    const row = f.sent.rows?.[f.index] ?? f.index;
+    const kind = classifyProducerError(f.error);
+    this.ctx.metrics.deliveryFailures.inc();
+    const position = this.tracker.positionOf(f.sent.batch, row);
+    this.ctx.log.error('delivery failed', {
+      topic: output.topic, sourcePartition: position.partition, sourceOffset: position.offset,
+      error: f.error.message, code: f.error.code, kind,
+    });
+    if (kind === 'record' && !this.closing) {
+      const replacement = this.writer.rejected(output, f.error);
+      this.sink.send({ batch: f.sent.batch, outputs: [replacement], rows: [row] }, (o, e) => this.writer.rejected(o, e))
+        .then(() => this.settleSoon(), (e) => this.ctx.fail(e as Error));
       return;
     }
-    this.tracker.delivered(item.batch, item.row);
-    this.writer.delivered(output, Date.now());
-    this.scheduleStore();
-    this.progress();
+    this.tracker.failed(f.sent.batch, row);
+    this.ctx.fail(new Error(`could not deliver to ${output.topic} the output of ${this.ctx.inputTopic} `
+      + `partition ${position.partition} offset ${position.offset}: ${f.error.message}`));
   }
 
   private progress(): void {
@@ -184,22 +213,16 @@ export class AtLeastOnceDelivery implements Delivery {
     this.ctx.onProgress();
   }
 
-  /** Stores advanced offsets once per turn of the event loop rather than once per delivery report. */
-  private scheduleStore(): void {
-    if (this.storeScheduled) return;
-    this.storeScheduled = true;
-    setImmediate(() => {
-      this.storeScheduled = false;
-      this.ctx.metrics.inFlight.set({}, this.tracker.inFlight);
-      if (this.closing) return;
-      const offsets = this.tracker.takeStorable(this.ctx.assignedPartitions());
-      if (offsets.length === 0) return;
-      try {
-        this.ctx.consumer.offsetsStore(offsets.map((o) => ({ ...o })));
-      } catch (err) {
-        this.ctx.log.warn('could not store offsets', { offsets, error: err });
-      }
-    });
+  private storeOffsets(): void {
+    this.ctx.metrics.inFlight.set({}, this.tracker.inFlight);
+    if (this.closing) return;
+    const offsets = this.tracker.takeStorable(this.ctx.assignedPartitions());
+    if (offsets.length === 0) return;
+    try {
+      this.ctx.consumer.offsetsStore(offsets.map((o) => ({ ...o })));
+    } catch (err) {
+      this.ctx.log.warn('could not store offsets', { offsets, error: err });
+    }
   }
 
   private commit(offsets: PartitionOffset[]): void {
@@ -209,7 +232,22 @@ export class AtLeastOnceDelivery implements Delivery {
       this.ctx.consumer.commitSync(offsets.map((o) => ({ ...o })));
       this.ctx.log.info('offsets committed', { offsets });
     } catch (err) {
+      this.ctx.metrics.commitFailures.inc();
       this.ctx.log.warn('commit failed', { offsets, error: err });
     }
   }
+}
+
+/** Waits until librdkafka is done with every output handed to `producer` (delivered or failed). */
+export function flush(producer: Producer, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    producer.flush(timeoutMs, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+/** Hands the shadow outputs of a batch's main outputs to the shadow writer. */
+export function writeShadows(shadow: ShadowWriter, outputs: readonly Output[]): void {
+  let shadows: ShadowOutput[] | undefined;
+  for (const o of outputs) if (o.shadow) (shadows ??= []).push(o.shadow);
+  if (shadows) shadow.write(shadows);
 }

@@ -3,18 +3,18 @@
  * batch to the processor and never keeps a record of a partition that was revoked while it was being
  * fetched.
  */
-import type { KafkaConsumer, LibrdKafkaError, Message, TopicPartition } from 'node-rdkafka';
+import { CODES, type KafkaConsumer, type LibrdKafkaError, type Message, type TopicPartition } from 'node-rdkafka';
 import type { ProcessorConfig } from '../config';
 import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
 
-const ERR_ASSIGN_PARTITIONS = -175;
-const ERR_REVOKE_PARTITIONS = -174;
+const ERR_ASSIGN_PARTITIONS = CODES.ERRORS.ERR__ASSIGN_PARTITIONS;
+const ERR_REVOKE_PARTITIONS = CODES.ERRORS.ERR__REVOKE_PARTITIONS;
 /** librdkafka's logical offsets: the start and the end of a partition. */
 const OFFSET_BEGINNING = -2;
 const OFFSET_END = -1;
 /** How long a consume call waits for the first record of a batch before looking at the world again. */
-export const IDLE_CONSUME_MS = 100;
+const IDLE_CONSUME_MS = 100;
 
 /** What the fetch stage needs from the processor. */
 export interface FetchContext {
@@ -210,7 +210,7 @@ export class Fetcher {
     };
     consumer.committed(toppars, 10_000, (err, committed) => {
       if (err) {
-        log.warn('committed offsets not known; resuming from them', { error: err.message });
+        log.warn('committed offsets not known; resuming where the consumer stands', { error: err.message });
         resume();
         return;
       }
@@ -236,6 +236,7 @@ export class Fetcher {
             try {
               consumer.commit(ahead);
             } catch (e) {
+              this.ctx.metrics.commitFailures.inc();
               log.warn('commit failed', { offsets: ahead, error: e });
             }
             resume();
