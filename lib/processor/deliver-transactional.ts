@@ -32,6 +32,12 @@ import { Progress } from './progress';
 const MAX_RECORDS_PER_TRANSACTION = 20_000;
 /** Bound on each transactional call; librdkafka retries within it. */
 const TRANSACTION_TIMEOUT_MS = 30_000;
+/**
+ * How long a fence is looked at before the producer is replaced: longer than the consumer's heartbeat
+ * (3 s by default), so that a real zombie under static membership learns from its consumer that it was
+ * replaced (a fatal FENCED_INSTANCE_ID) and stops, rather than fence its replacement in turn.
+ */
+const RENEW_DELAY_MS = 4_000;
 /** Fenced producers replaced within {@link RENEWAL_WINDOW_MS} before the processor gives up. */
 const MAX_RENEWALS = 3;
 const RENEWAL_WINDOW_MS = 60_000;
@@ -285,6 +291,9 @@ export class ExactlyOnceDelivery implements Delivery {
     });
     this.reset();
     this.sink.discard();
+    await new Promise((resolve) => setTimeout(resolve, RENEW_DELAY_MS));
+    // The consumer was fenced meanwhile: this instance is the zombie, and it stops.
+    if (this.ctx.failed()) return;
     this.producer = await this.ctx.renewProducer();
     this.sink.attach(this.producer);
     this.ctx.log.info('transactional producer replaced', { transactionalId: this.ctx.transactionalId });

@@ -112,7 +112,7 @@ export class Fetcher {
       });
     } catch (err) {
       const e = err as LibrdKafkaError;
-      if (e.isFatal) throw new Error(`fatal consumer error: ${e.message}`);
+      if (e.isFatal || e.code === CODES.ERRORS.ERR__FATAL) throw new Error(fatalConsumerMessage(e, this.ctx.config.instanceId));
       this.ctx.log.warn('consume failed; retrying', { error: e.message, code: e.code });
       await new Promise((resolve) => setTimeout(resolve, IDLE_CONSUME_MS));
       return [];
@@ -285,4 +285,15 @@ export class Fetcher {
       log.warn('rebalance handling failed', { error: e });
     }
   }
+}
+
+/**
+ * The message of a fatal consumer error. librdkafka hands the consume call a generic "Fatal error";
+ * under static membership its cause is nearly always a newer member with the same group.instance.id.
+ */
+function fatalConsumerMessage(err: LibrdKafkaError, instanceId: string | undefined): string {
+  if (instanceId === undefined || err.code !== CODES.ERRORS.ERR__FATAL) return `fatal consumer error: ${err.message}`;
+  return `fatal consumer error: ${err.message}: the group fenced this instance, as it does when another instance `
+    + `joins with the same --instance-id '${instanceId}'. Nothing it had not committed is visible; give each instance `
+    + 'its own --instance-id';
 }
