@@ -44,6 +44,8 @@ interface Pending {
   failed: Array<{ index: number; error: LibrdKafkaError }> | undefined;
 }
 
+/** librdkafka's ERR__PURGE_QUEUE and ERR__PURGE_INFLIGHT, which node-rdkafka hands over as text alone. */
+const PURGED = /^(Local: )?purged (in queue|in flight)$/i;
 /** Event-loop turns waited, at most, for failure reports still queued in node-rdkafka after a settle point. */
 const MAX_REPORT_TURNS = 100;
 /** How long a send waits for room when librdkafka's local queue is full, before looking again. */
@@ -196,6 +198,9 @@ export class OutputSink {
   /** Matches a failure report to the unsettled output it is about. */
   private failure(err: LibrdKafkaError, report: DeliveryReport): void {
     this.reports++;
+    // An aborted transaction purges its queued outputs, and their reports come after the abort: they
+    // are about sends already discarded, and must not be taken for a failure of a later copy.
+    if (PURGED.test(err.message)) return;
     for (const p of this.pending) {
       const outputs = p.sent.outputs;
       for (let i = 0; i < outputs.length; i++) {
