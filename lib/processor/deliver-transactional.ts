@@ -18,7 +18,7 @@
  *   stops, naming that cause;
  * - an authorization failure, or any other fatal error, stops the processor with status 1.
  */
-import type { LibrdKafkaError, Message, Producer } from 'node-rdkafka';
+import { CODES, type LibrdKafkaError, type Message, type Producer } from 'node-rdkafka';
 import type { DeliveryContext, Delivery } from './deliver';
 import { writeShadows } from './deliver';
 import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
@@ -30,8 +30,15 @@ import { Progress } from './progress';
 
 /** A size bound on a transaction, so that a fast stream commits more often than the interval. */
 const MAX_RECORDS_PER_TRANSACTION = 20_000;
-/** Bound on each transactional call; librdkafka retries within it. */
-const TRANSACTION_TIMEOUT_MS = 30_000;
+/**
+ * Bound on each transactional call but the first; librdkafka retries within it. Short, because a call
+ * runs on a thread of libuv's pool that the process waits for when it exits: with the brokers away, a
+ * stop waits at most this long for a call in flight. A call that times out is retried (an abort) or
+ * aborts the transaction (a commit).
+ */
+const TRANSACTION_TIMEOUT_MS = 5_000;
+/** Bound on initTransactions, which waits for a coordinator to fence the previous epoch. */
+const INIT_TIMEOUT_MS = 30_000;
 /**
  * How long a fence is looked at before the producer is replaced: longer than the consumer's heartbeat
  * (3 s by default), so that a real zombie under static membership learns from its consumer that it was
@@ -67,7 +74,7 @@ function call(fn: (cb: (err: LibrdKafkaError | null | undefined) => void) => voi
 
 /** Initialises a transactional producer's transactions; fences an older epoch of the same transactional.id. */
 export function initTransactions(producer: Producer): Promise<void> {
-  return call((cb) => producer.initTransactions(TRANSACTION_TIMEOUT_MS, cb));
+  return call((cb) => producer.initTransactions(INIT_TIMEOUT_MS, cb));
 }
 
 /** Exactly-once delivery; see the module comment. */
@@ -91,6 +98,8 @@ export class ExactlyOnceDelivery implements Delivery {
   /** Commits the open transaction `commitIntervalMs` after it began. */
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Set once the shutdown began: nothing is retried any more. */
+  private finishing = false;
   /** When fenced producers were replaced, within the last window. */
   private renewals: number[] = [];
 
@@ -146,6 +155,7 @@ export class ExactlyOnceDelivery implements Delivery {
 
   async finish(_assigned: readonly number[], deadline: number): Promise<boolean> {
     clearTimeout(this.timer);
+    this.finishing = true;
     const drained = await this.waiting.until(() => this.unsent === 0, deadline, () => this.ctx.failed());
     if (!this.ctx.failed()) {
       // The last commit is bounded by the shutdown deadline too: with the brokers away it would wait
@@ -256,17 +266,25 @@ export class ExactlyOnceDelivery implements Delivery {
     this.ctx.log.warn('transaction aborted; rewinding to the committed offsets', {
       why, records: this.records, error: err.message, code: err.code,
     });
-    try {
-      await call((cb) => this.producer.abortTransaction(TRANSACTION_TIMEOUT_MS, cb));
-    } catch (abortErr) {
-      const e = abortErr as LibrdKafkaError;
-      if (classifyProducerError(e) === 'fenced' || e.isFatal) {
-        await this.renew(e, why);
-        return;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await call((cb) => this.producer.abortTransaction(TRANSACTION_TIMEOUT_MS, cb));
+        break;
+      } catch (abortErr) {
+        const e = abortErr as LibrdKafkaError;
+        if (classifyProducerError(e) === 'fenced' || e.isFatal) {
+          await this.renew(e, why);
+          return;
+        }
+        // The coordinator away (a broker restart): the abort is retried until it answers or the stop.
+        if ((e.code === CODES.ERRORS.ERR__TIMED_OUT || e.isRetriable) && !this.ctx.failed() && !this.finishing) {
+          if (attempt === 1) this.ctx.log.warn('abort not answered yet; retrying', { error: e.message });
+          continue;
+        }
+        this.reset();
+        throw new TransactionError(`the transactional producer '${this.ctx.transactionalId}' could not abort `
+          + `its transaction (${e.message})`);
       }
-      this.reset();
-      throw new TransactionError(`the transactional producer '${this.ctx.transactionalId}' could not abort `
-        + `its transaction (${e.message})`);
     }
     await this.restartFromCommitted();
   }

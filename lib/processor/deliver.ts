@@ -135,14 +135,20 @@ export class AtLeastOnceDelivery implements Delivery {
   async finish(assigned: readonly number[], deadline: number): Promise<boolean> {
     // Bounded like the rest: a batch whose scoring never ends must not hold the shutdown.
     const drained = await this.waiting.until(() => this.unsent === 0 && this.tracker.pending() === 0, deadline, () => this.ctx.failed());
-    await this.settling;
-    const flushed = await flush(this.ctx.producer, Math.max(1, deadline - Date.now())).then(() => true, (err: Error) => {
-      this.ctx.log.error('flush failed', { error: err.message });
-      return false;
-    });
-    // Whatever was delivered is committed, also after a failure: the tracker never passes a lost output.
-    this.commit(this.tracker.takeStorable(assigned, true));
+    // The settle loop stops here; the last flush below settles whatever it had not.
     this.closing = true;
+    const flushed = this.sink.unsettled === 0 || await this.sink.settle(() => flush(this.ctx.producer, Math.max(1, deadline - Date.now())))
+      .then((settled) => {
+        this.apply(settled);
+        return settled.failed.length === 0;
+      }, (err: Error) => {
+        this.ctx.log.error('flush failed', { error: err.message });
+        return false;
+      });
+    // Whatever was delivered is stored, also after a failure: the tracker never passes a lost output.
+    // Closing the consumer commits it; a commit here that waited for unreachable brokers would hold
+    // the shutdown past its deadline.
+    this.store(this.tracker.takeStorable(assigned, true));
     return drained && flushed && !this.tracker.hasFailure;
   }
 
@@ -158,7 +164,7 @@ export class AtLeastOnceDelivery implements Delivery {
   }
 
   private async settleLoop(): Promise<void> {
-    while (this.sink.unsettled > 0 && !this.ctx.failed()) {
+    while (this.sink.unsettled > 0 && !this.ctx.failed() && !this.closing) {
       let settled: Settled;
       try {
         settled = await this.sink.settle(() => flush(this.ctx.producer, FLUSH_TIMEOUT_MS));
@@ -167,12 +173,13 @@ export class AtLeastOnceDelivery implements Delivery {
         if ((err as LibrdKafkaError).code !== CODES.ERRORS.ERR__TIMED_OUT) this.ctx.log.warn('flush failed', { error: err });
         continue;
       }
-      this.apply(settled);
+      if (!this.closing) this.apply(settled);
     }
   }
 
   /** Marks delivered rows done, handles failed outputs, and stores the offsets that advanced. */
   private apply(settled: Settled): void {
+    if (settled.delivered.length === 0 && settled.failed.length === 0) return;
     const now = Date.now();
     for (const s of settled.delivered) {
       const { batch, outputs, rows } = s;
@@ -216,7 +223,11 @@ export class AtLeastOnceDelivery implements Delivery {
   private storeOffsets(): void {
     this.ctx.metrics.inFlight.set({}, this.tracker.inFlight);
     if (this.closing) return;
-    const offsets = this.tracker.takeStorable(this.ctx.assignedPartitions());
+    this.store(this.tracker.takeStorable(this.ctx.assignedPartitions()));
+  }
+
+  /** Stores offsets for librdkafka's auto-commit (once a second, and when the consumer closes). */
+  private store(offsets: PartitionOffset[]): void {
     if (offsets.length === 0) return;
     try {
       this.ctx.consumer.offsetsStore(offsets.map((o) => ({ ...o })));

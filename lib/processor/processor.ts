@@ -33,6 +33,8 @@ export type { ReloadOutcome } from './model-reload';
 const LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000;
 /** Scored batches in flight at once: one being predicted while the previous ones are produced. */
 const MAX_BATCHES_IN_FLIGHT = 3;
+/** node-rdkafka hands a connection failure over as text alone (code -1). */
+const TRANSPORT_TEXT = /broker transport failure/i;
 /** The least time each client gets to disconnect at shutdown, even past the deadline. */
 const SHUTDOWN_DISCONNECT_MIN_MS = 1_000;
 /** How long a fenced producer gets to close before it is left behind. */
@@ -414,9 +416,11 @@ export class StreamProcessor {
         return;
       }
       this.fail(new Error(`fatal ${client} error: ${err.message}`));
-    } else if (this.health.outage !== undefined) {
-      // Folded into the outage's own lines: librdkafka repeats its connection errors several times a second.
+    } else if (this.health.outage !== undefined || err.code === CODES.ERRORS.ERR__TRANSPORT || TRANSPORT_TEXT.test(err.message)) {
+      // Folded into the outage's own lines: librdkafka repeats its connection errors several times a
+      // second, and reconnects by itself; an outage of all brokers gets its own warn line.
       this.health.fold(err);
+      this.log.debug(`${client} error`, { error: err.message, code: err.code });
     } else {
       this.log.warn(`${client} error`, { error: err.message, code: err.code });
     }
@@ -439,9 +443,15 @@ export class StreamProcessor {
     const delivered = await this.delivery.finish(this.assignedPartitions, deadline);
     // Counted now: leaving the group below revokes the partitions, which drops their records.
     const pending = this.delivery.pending();
-    await disconnect(this.consumer, Math.max(SHUTDOWN_DISCONNECT_MIN_MS, deadline - Date.now()));
-    await disconnect(this.producer, Math.max(SHUTDOWN_DISCONNECT_MIN_MS, deadline - Date.now()));
-    if (this.shadowProducer) await disconnect(this.shadowProducer, SHUTDOWN_DISCONNECT_MIN_MS);
+    if (this.health.outage === undefined) {
+      await disconnect(this.consumer, Math.max(SHUTDOWN_DISCONNECT_MIN_MS, deadline - Date.now()));
+      await disconnect(this.producer, Math.max(SHUTDOWN_DISCONNECT_MIN_MS, deadline - Date.now()));
+      if (this.shadowProducer) await disconnect(this.shadowProducer, SHUTDOWN_DISCONNECT_MIN_MS);
+    } else {
+      // Closing would wait for brokers that are not there (leaving the group, a last commit) on
+      // threads the process must join before it exits: what was not committed is read again anyway.
+      this.log.warn('not closing the Kafka clients: the brokers are unreachable', { reason: this.health.outage });
+    }
     this.reloader.close();
     this.shadow?.model.retire();
     this.scorer.model.retire();
