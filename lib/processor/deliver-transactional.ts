@@ -18,10 +18,10 @@
  *   stops, naming that cause;
  * - an authorization failure, or any other fatal error, stops the processor with status 1.
  */
-import { CODES, type LibrdKafkaError, type Message, type Producer } from 'node-rdkafka';
+import { CODES, type KafkaConsumer, type LibrdKafkaError, type Producer } from 'node-rdkafka';
 import type { DeliveryContext, Delivery } from './deliver';
 import { writeShadows } from './deliver';
-import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
+import type { TrackedBatch } from './offsets';
 import type { Output } from './output';
 import { OutputSink, type SentOutputs } from './output-sink';
 import { OutputWriter } from './output-writer';
@@ -51,14 +51,10 @@ const RENEWAL_WINDOW_MS = 60_000;
 
 /** What the exactly-once mode needs beyond the at-least-once one. */
 export interface TransactionalContext extends DeliveryContext {
+  readonly consumer: KafkaConsumer;
   readonly commitIntervalMs: number;
   /** The producer's transactional.id, for the messages. */
   readonly transactionalId: string;
-  /**
-   * Moves every assigned partition back to its committed offset and drops what was fetched past it;
-   * resolves once fetching may go on.
-   */
-  rewind(): Promise<void>;
   /** Closes the fenced producer and makes a new one with the same transactional.id, its transactions initialised. */
   renewProducer(): Promise<Producer>;
 }
@@ -79,7 +75,6 @@ export function initTransactions(producer: Producer): Promise<void> {
 
 /** Exactly-once delivery; see the module comment. */
 export class ExactlyOnceDelivery implements Delivery {
-  private readonly tracker: OffsetTracker;
   private readonly writer: OutputWriter;
   private readonly sink: OutputSink;
   private producer: Producer;
@@ -104,18 +99,18 @@ export class ExactlyOnceDelivery implements Delivery {
   private renewals: number[] = [];
 
   constructor(private readonly ctx: TransactionalContext) {
-    this.tracker = new OffsetTracker(ctx.inputTopic);
     this.writer = new OutputWriter(ctx);
     this.producer = ctx.producer;
     this.sink = new OutputSink(ctx.producer);
   }
 
-  get inFlight(): number {
-    return this.tracker.inFlight;
+  private get ledger() {
+    return this.ctx.owner.ledger;
   }
 
-  track(messages: readonly Message[]): TrackedBatch {
-    return this.tracker.add(messages);
+  /** Whether the processor is stopping after a fatal error. */
+  private halted(): boolean {
+    return this.ctx.owner.fatal.current !== undefined;
   }
 
   send(batch: TrackedBatch, outputs: Promise<readonly Output[]>): Promise<void> {
@@ -134,37 +129,26 @@ export class ExactlyOnceDelivery implements Delivery {
     return sent;
   }
 
-  pending(partitions?: readonly number[]): number {
-    return this.tracker.pending(partitions);
-  }
-
-  async release(partitions: readonly number[], deadline: number): Promise<void> {
+  async release(_partitions: readonly number[], deadline: number): Promise<void> {
     // Batches of these partitions already dispatched go into the transaction first (the chain keeps
     // order), then it commits while the group generation that owns them is still current.
-    if (!this.stopped) {
-      await this.waiting.until(() => this.unsent === 0, deadline, () => this.ctx.failed());
-      await this.enqueue(() => this.commit('rebalance'));
-    }
-    this.tracker.drop(partitions);
-  }
-
-  deliveredUpTo(): Map<number, number> {
-    // The committed offsets are exact in this mode: they move with the outputs, in one transaction.
-    return new Map();
+    if (this.stopped) return;
+    await this.waiting.until(() => this.unsent === 0, deadline, () => this.halted());
+    await this.enqueue(() => this.commit('rebalance'));
   }
 
   async finish(_assigned: readonly number[], deadline: number): Promise<boolean> {
     clearTimeout(this.timer);
     this.finishing = true;
-    const drained = await this.waiting.until(() => this.unsent === 0, deadline, () => this.ctx.failed());
-    if (!this.ctx.failed()) {
+    const drained = await this.waiting.until(() => this.unsent === 0, deadline, () => this.halted());
+    if (!this.halted()) {
       // The last commit is bounded by the shutdown deadline too: with the brokers away it would wait
       // out the transactional timeout.
       const left = Math.max(1, deadline - Date.now());
       const committed = this.enqueue(() => this.commit('shutdown'));
       await Promise.race([committed.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, left).unref())]);
     }
-    const clean = drained && !this.ctx.failed() && !this.open;
+    const clean = drained && !this.halted() && !this.open;
     this.stopped = true;
     return clean;
   }
@@ -172,7 +156,7 @@ export class ExactlyOnceDelivery implements Delivery {
   /** Runs `step` after every step before it; a step's failure stops the processor. */
   private enqueue(step: () => Promise<void>): Promise<void> {
     const run = this.chain.then(step);
-    this.chain = run.catch((err) => this.ctx.fail(err as Error));
+    this.chain = run.catch((err) => this.ctx.owner.fatal.raise(err as Error));
     return run;
   }
 
@@ -209,7 +193,7 @@ export class ExactlyOnceDelivery implements Delivery {
    */
   private async commit(why: string): Promise<void> {
     if (!this.open || this.stopped) return;
-    const offsets = this.offsetsAfter();
+    const offsets = this.ctx.owner.offsetsAfter(this.sent.map((s) => s.batch));
     try {
       await this.sink.settle(async () => {
         await this.sink.reportsSettled();
@@ -227,13 +211,13 @@ export class ExactlyOnceDelivery implements Delivery {
     const now = Date.now();
     for (const { batch, outputs } of this.sent) {
       for (let row = 0; row < outputs.length; row++) {
-        this.tracker.delivered(batch, row);
+        this.ledger.delivered(batch, row);
         this.writer.delivered(outputs[row], now);
       }
     }
     this.ctx.log.debug('transaction committed', { why, records: this.records, offsets });
     this.reset();
-    this.ctx.metrics.inFlight.set({}, this.tracker.inFlight);
+    this.ctx.metrics.inFlight.set({}, this.ledger.inFlight);
     this.progress();
   }
 
@@ -277,7 +261,7 @@ export class ExactlyOnceDelivery implements Delivery {
           return;
         }
         // The coordinator away (a broker restart): the abort is retried until it answers or the stop.
-        if ((e.code === CODES.ERRORS.ERR__TIMED_OUT || e.isRetriable) && !this.ctx.failed() && !this.finishing) {
+        if ((e.code === CODES.ERRORS.ERR__TIMED_OUT || e.isRetriable) && !this.halted() && !this.finishing) {
           if (attempt === 1) this.ctx.log.warn('abort not answered yet; retrying', { error: e.message });
           continue;
         }
@@ -311,7 +295,7 @@ export class ExactlyOnceDelivery implements Delivery {
     this.sink.discard();
     await new Promise((resolve) => setTimeout(resolve, RENEW_DELAY_MS));
     // The consumer was fenced meanwhile: this instance is the zombie, and it stops.
-    if (this.ctx.failed()) return;
+    if (this.halted()) return;
     this.producer = await this.ctx.renewProducer();
     this.sink.attach(this.producer);
     this.ctx.log.info('transactional producer replaced', { transactionalId: this.ctx.transactionalId });
@@ -323,8 +307,7 @@ export class ExactlyOnceDelivery implements Delivery {
     this.epoch++;
     this.reset();
     this.sink.discard();
-    this.tracker.dropAll();
-    await this.ctx.rewind();
+    await this.ctx.owner.rewind();
     this.progress();
   }
 
@@ -333,17 +316,6 @@ export class ExactlyOnceDelivery implements Delivery {
     this.open = false;
     this.sent = [];
     this.records = 0;
-  }
-
-  /** Per partition, the offset after the last record of the open transaction. */
-  private offsetsAfter(): PartitionOffset[] {
-    const after = new Map<number, number>();
-    for (const { batch } of this.sent) {
-      for (const [partition, offset] of this.tracker.endOffsets(batch)) {
-        if (offset > (after.get(partition) ?? -1)) after.set(partition, offset);
-      }
-    }
-    return [...after].map(([partition, offset]) => ({ topic: this.ctx.inputTopic, partition, offset }));
   }
 
   private progress(): void {

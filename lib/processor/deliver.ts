@@ -11,13 +11,14 @@
  * broker refuses for good becomes a dead letter of its input; any other failure stops the processor
  * with nothing stored past that record, which is scored again after a restart.
  */
-import type { KafkaConsumer, LibrdKafkaError, Message, Producer } from 'node-rdkafka';
+import type { LibrdKafkaError, Producer } from 'node-rdkafka';
 import { CODES } from 'node-rdkafka';
-import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
+import type { TrackedBatch } from './offsets';
 import type { Output, ShadowOutput } from './output';
 import { OutputSink, type FailedOutput, type Settled, type SentOutputs } from './output-sink';
 import { OutputWriter, type WriterContext } from './output-writer';
 import { classifyProducerError } from './producer-errors';
+import type { Guarantee, PartitionOwner } from './partition-owner';
 import { Progress } from './progress';
 import type { ShadowWriter } from './shadow-writer';
 
@@ -27,49 +28,37 @@ import type { ShadowWriter } from './shadow-writer';
  */
 const FLUSH_TIMEOUT_MS = 2_000;
 
-/** How the processor hands its work to a delivery mode. */
-export interface Delivery {
-  /** Records fetched and not yet delivered, across all partitions. */
-  readonly inFlight: number;
-  /** Registers a fetched batch before it is scored: from now on its records count as in flight. */
-  track(messages: readonly Message[]): TrackedBatch;
+/** A delivery error that stops the processor: an output librdkafka could not deliver. */
+export class DeliveryError extends Error {
+  override readonly name = 'DeliveryError';
+}
+
+/**
+ * How the processor hands its work to a delivery mode. A delivery mode reports what was acknowledged
+ * to the partition owner, and raises its first fatal error there.
+ */
+export interface Delivery extends Guarantee {
   /**
-   * Produces a batch's outputs once they are scored, after every batch sent before it. Resolves when
-   * they are all handed to the producer; rejects on an error that must stop the processor.
+   * Sends a batch's outputs once they are scored, after every batch sent before it. Resolves when
+   * they are all handed to the producer.
    */
   send(batch: TrackedBatch, outputs: Promise<readonly Output[]>): Promise<void>;
-  /** Records of the given partitions (all when omitted) whose outputs are not delivered yet. */
-  pending(partitions?: readonly number[]): number;
-  /** Before revoked partitions go: their outputs delivered (or the deadline passed), their offsets committed. */
-  release(partitions: readonly number[], deadline: number): Promise<void>;
-  /**
-   * For partitions assigned again: the offset after the last record whose output this instance
-   * delivered, kept across the rebalance even when its commit failed. Partitions never held are absent.
-   */
-  deliveredUpTo(partitions: readonly number[]): Map<number, number>;
-  /** At shutdown, after the last send: flush the producer and commit what was delivered. Resolves with whether all was. */
+  /** At shutdown, after the last send: flush and commit what was delivered. Resolves with whether all was. */
   finish(assigned: readonly number[], deadline: number): Promise<boolean>;
 }
 
 /** What the deliver stage needs from the processor. */
 export interface DeliveryContext extends WriterContext {
   readonly producer: Producer;
-  readonly consumer: KafkaConsumer;
+  readonly owner: PartitionOwner;
   /** Where shadow outputs go, when there is a shadow topic. */
   readonly shadow?: ShadowWriter;
-  /** Partitions currently assigned: only theirs are stored. */
-  assignedPartitions(): readonly number[];
-  /** Called after every delivery report: the fetch loop and the drains wait on it. */
+  /** Called after every settle: the fetch loop waits on it. */
   onProgress(): void;
-  /** Stops the processor with a fatal error. */
-  fail(err: Error): void;
-  /** Whether the processor is stopping after a fatal error: waiting for deliveries is then pointless. */
-  failed(): boolean;
 }
 
 /** Default delivery mode; see the module comment. */
 export class AtLeastOnceDelivery implements Delivery {
-  private readonly tracker: OffsetTracker;
   private readonly sink: OutputSink;
   private readonly writer: OutputWriter;
   /** Outputs are sent batch after batch, in consumption order, whatever order predictions finish in. */
@@ -77,25 +66,23 @@ export class AtLeastOnceDelivery implements Delivery {
   /** The settle loop, while it runs. */
   private settling: Promise<void> | undefined;
   private closing = false;
-  /** Per partition, the offset after the last record whose output was delivered: survives revocations. */
-  private readonly delivered = new Map<number, number>();
   /** Batches sent whose outputs are not all handed to the producer yet. */
   private unsent = 0;
   /** Drains waiting for the next settle. */
   private readonly waiting = new Progress();
 
   constructor(private readonly ctx: DeliveryContext) {
-    this.tracker = new OffsetTracker(ctx.inputTopic);
     this.writer = new OutputWriter(ctx);
     this.sink = new OutputSink(ctx.producer);
   }
 
-  get inFlight(): number {
-    return this.tracker.inFlight;
+  private get ledger() {
+    return this.ctx.owner.ledger;
   }
 
-  track(messages: readonly Message[]): TrackedBatch {
-    return this.tracker.add(messages);
+  /** Whether the processor is stopping after a fatal error: waiting for acknowledgements is then pointless. */
+  private halted(): boolean {
+    return this.ctx.owner.fatal.current !== undefined;
   }
 
   send(batch: TrackedBatch, outputs: Promise<readonly Output[]>): Promise<void> {
@@ -108,33 +95,16 @@ export class AtLeastOnceDelivery implements Delivery {
     return sent;
   }
 
-  pending(partitions?: readonly number[]): number {
-    return this.tracker.pending(partitions);
-  }
-
   async release(partitions: readonly number[], deadline: number): Promise<void> {
-    if (!this.closing) {
-      const drained = await this.waiting.until(() => this.tracker.pending(partitions) === 0, deadline, () => this.ctx.failed());
-      if (!drained) this.ctx.log.warn('revoked partitions still had undelivered outputs', { partitions });
-      const offsets = this.tracker.takeStorable(partitions, true);
-      for (const o of offsets) this.delivered.set(o.partition, Math.max(o.offset, this.delivered.get(o.partition) ?? -1));
-      this.commit(offsets);
-    }
-    this.tracker.drop(partitions);
-  }
-
-  deliveredUpTo(partitions: readonly number[]): Map<number, number> {
-    const out = new Map<number, number>();
-    for (const p of partitions) {
-      const offset = this.delivered.get(p);
-      if (offset !== undefined) out.set(p, offset);
-    }
-    return out;
+    if (this.closing) return;
+    const drained = await this.waiting.until(() => this.ledger.pending(partitions) === 0, deadline, () => this.halted());
+    if (!drained) this.ctx.log.warn('revoked partitions still had undelivered outputs', { partitions });
+    this.ctx.owner.commitAcknowledged(partitions);
   }
 
   async finish(assigned: readonly number[], deadline: number): Promise<boolean> {
     // Bounded like the rest: a batch whose scoring never ends must not hold the shutdown.
-    const drained = await this.waiting.until(() => this.unsent === 0 && this.tracker.pending() === 0, deadline, () => this.ctx.failed());
+    const drained = await this.waiting.until(() => this.unsent === 0 && this.ledger.pending() === 0, deadline, () => this.halted());
     // The settle loop stops here; the last flush below settles whatever it had not.
     this.closing = true;
     const flushed = this.sink.unsettled === 0 || await this.sink.settle(() => flush(this.ctx.producer, Math.max(1, deadline - Date.now())))
@@ -148,8 +118,8 @@ export class AtLeastOnceDelivery implements Delivery {
     // Whatever was delivered is stored, also after a failure: the tracker never passes a lost output.
     // Closing the consumer commits it; a commit here that waited for unreachable brokers would hold
     // the shutdown past its deadline.
-    this.store(this.tracker.takeStorable(assigned, true));
-    return drained && flushed && !this.tracker.hasFailure;
+    this.ctx.owner.storeAll(assigned);
+    return drained && flushed && !this.ledger.hasFailure;
   }
 
   private async sendOutputs(sent: SentOutputs): Promise<void> {
@@ -164,7 +134,7 @@ export class AtLeastOnceDelivery implements Delivery {
   }
 
   private async settleLoop(): Promise<void> {
-    while (this.sink.unsettled > 0 && !this.ctx.failed() && !this.closing) {
+    while (this.sink.unsettled > 0 && !this.halted() && !this.closing) {
       let settled: Settled;
       try {
         settled = await this.sink.settle(() => flush(this.ctx.producer, FLUSH_TIMEOUT_MS));
@@ -184,7 +154,7 @@ export class AtLeastOnceDelivery implements Delivery {
     for (const s of settled.delivered) {
       const { batch, outputs, rows } = s;
       for (let i = 0; i < outputs.length; i++) {
-        this.tracker.delivered(batch, rows ? rows[i] : i);
+        this.ledger.delivered(batch, rows ? rows[i] : i);
         this.writer.delivered(outputs[i], now);
       }
     }
@@ -199,7 +169,7 @@ export class AtLeastOnceDelivery implements Delivery {
     const row = f.sent.rows?.[f.index] ?? f.index;
     const kind = classifyProducerError(f.error);
     this.ctx.metrics.deliveryFailures.inc();
-    const position = this.tracker.positionOf(f.sent.batch, row);
+    const position = this.ledger.positionOf(f.sent.batch, row);
     this.ctx.log.error('delivery failed', {
       topic: output.topic, sourcePartition: position.partition, sourceOffset: position.offset,
       error: f.error.message, code: f.error.code, kind,
@@ -207,11 +177,11 @@ export class AtLeastOnceDelivery implements Delivery {
     if (kind === 'record' && !this.closing) {
       const replacement = this.writer.rejected(output, f.error);
       this.sink.send({ batch: f.sent.batch, outputs: [replacement], rows: [row] }, (o, e) => this.writer.rejected(o, e))
-        .then(() => this.settleSoon(), (e) => this.ctx.fail(e as Error));
+        .then(() => this.settleSoon(), (e) => this.ctx.owner.fatal.raise(e as Error));
       return;
     }
-    this.tracker.failed(f.sent.batch, row);
-    this.ctx.fail(new Error(`could not deliver to ${output.topic} the output of ${this.ctx.inputTopic} `
+    this.ledger.failed(f.sent.batch, row);
+    this.ctx.owner.fatal.raise(new DeliveryError(`could not deliver to ${output.topic} the output of ${this.ctx.inputTopic} `
       + `partition ${position.partition} offset ${position.offset}: ${f.error.message}`));
   }
 
@@ -221,31 +191,8 @@ export class AtLeastOnceDelivery implements Delivery {
   }
 
   private storeOffsets(): void {
-    this.ctx.metrics.inFlight.set({}, this.tracker.inFlight);
-    if (this.closing) return;
-    this.store(this.tracker.takeStorable(this.ctx.assignedPartitions()));
-  }
-
-  /** Stores offsets for librdkafka's auto-commit (once a second, and when the consumer closes). */
-  private store(offsets: PartitionOffset[]): void {
-    if (offsets.length === 0) return;
-    try {
-      this.ctx.consumer.offsetsStore(offsets.map((o) => ({ ...o })));
-    } catch (err) {
-      this.ctx.log.warn('could not store offsets', { offsets, error: err });
-    }
-  }
-
-  private commit(offsets: PartitionOffset[]): void {
-    if (offsets.length === 0) return;
-    try {
-      this.ctx.consumer.offsetsStore(offsets.map((o) => ({ ...o })));
-      this.ctx.consumer.commitSync(offsets.map((o) => ({ ...o })));
-      this.ctx.log.info('offsets committed', { offsets });
-    } catch (err) {
-      this.ctx.metrics.commitFailures.inc();
-      this.ctx.log.warn('commit failed', { offsets, error: err });
-    }
+    this.ctx.metrics.inFlight.set({}, this.ledger.inFlight);
+    if (!this.closing) this.ctx.owner.storeAcknowledged();
   }
 }
 

@@ -1,12 +1,15 @@
 /**
  * The stream processor: consumes PredictRequest records in a consumer group and writes each to the
- * suspicious, regular or dead-letter topic. Three stages, each in its own module:
- * - fetch (`fetch.ts`): natural batching from the consumer, and rebalances;
+ * suspicious, regular or dead-letter topic. The stages, each in its own module:
+ * - fetch (`fetch.ts`): a source of batches, with natural batching;
  * - score (`score.ts`): validate, predict, explain, and build each record's output;
- * - deliver (`deliver.ts`): produce, delivery reports, and the offsets that may be committed.
+ * - deliver (`deliver.ts`, `deliver-transactional.ts`, `output-sink.ts`): send, and acknowledge per batch;
+ * - the partition owner (`partition-owner.ts`): the assignment, what is in flight and acknowledged,
+ *   commits, revocations and rewinds; the other stages report to it;
+ * - the model lifecycle (`model-reload.ts`, `model-gate.ts`, `serving-model.ts`, `shadow.ts`).
  * This module creates the Kafka clients, wires the stages together and runs the lifecycle.
  */
-import { CODES, KafkaConsumer, Producer, type LibrdKafkaError, type Message, type TopicPartition } from 'node-rdkafka';
+import { CODES, KafkaConsumer, Producer, type LibrdKafkaError, type TopicPartition } from 'node-rdkafka';
 import { EXIT } from '../exit';
 import type { ProcessorConfig } from '../config';
 import type { Logger } from '../log';
@@ -16,7 +19,8 @@ import { ConfigError } from '../config';
 import { AtLeastOnceDelivery, type Delivery, type DeliveryContext } from './deliver';
 import { ExactlyOnceDelivery, initTransactions } from './deliver-transactional';
 import { ShadowWriter } from './shadow-writer';
-import { Fetcher } from './fetch';
+import { RecordSource, type AdmittedBatch } from './fetch';
+import { PartitionOwner } from './partition-owner';
 import { BatchScorer, type Scorer } from './score';
 import { ModelReloader, type ReloadOutcome } from './model-reload';
 import { ServingModel, type ServedClassifier } from './serving-model';
@@ -72,7 +76,8 @@ export class StreamProcessor {
   /** Offset commits that failed since the last warn line about them. */
   private commitFailuresUnreported = 0;
   private commitFailureWarnedAt = 0;
-  private readonly fetcher: Fetcher;
+  private readonly owner: PartitionOwner;
+  private readonly source: RecordSource;
   private readonly scorer: BatchScorer;
   private readonly delivery: Delivery;
   private readonly health: BrokerHealth;
@@ -144,7 +149,7 @@ export class StreamProcessor {
       'event_cb': true,
       // Commit results, so that failing commits are seen (counted and logged) as they happen.
       'offset_commit_cb': true,
-      'rebalance_cb': (err: LibrdKafkaError, assignment: TopicPartition[]) => this.fetcher.onRebalance(err, assignment),
+      'rebalance_cb': (err: LibrdKafkaError, assignment: TopicPartition[]) => this.owner.onRebalance(err, assignment),
     }, { 'auto.offset.reset': 'earliest', ...properties.topic });
     this.producerConfig = {
       global: {
@@ -178,39 +183,36 @@ export class StreamProcessor {
     this.health = new BrokerHealth(config.brokers, logger, metrics);
     this.scorer = new BatchScorer(serving, config, logger, metrics, maxOutputBytes, this.shadow);
     this.reloader = new ModelReloader(config, this.scorer, logger, metrics);
-    this.fetcher = new Fetcher({
-      consumer: this.consumer, config, log: logger, metrics,
-      stopping: () => this.stopping,
-      hasRoom: () => !this.scoring && this.batchesInFlight < MAX_BATCHES_IN_FLIGHT
-        && this.delivery.inFlight < this.maxInFlight,
-      nextProgress: () => this.nextProgress(),
-      dispatch: (batch) => this.dispatch(batch),
-      release: (partitions) => this.delivery.release(partitions, Date.now() + config.shutdownTimeoutMs),
-      deliveredUpTo: (partitions) => this.delivery.deliveredUpTo(partitions),
-      fail: (err) => this.fail(err),
-    });
+    // The owner first: the source and the delivery mode report to it, and it releases revoked
+    // partitions through the delivery mode.
+    this.owner = new PartitionOwner({ consumer: this.consumer, config, log: logger, metrics });
     const deliveryContext: DeliveryContext = {
-      producer: this.producer, consumer: this.consumer, inputTopic: config.inputTopic,
+      producer: this.producer, owner: this.owner, inputTopic: config.inputTopic,
       deadLetterTopic: config.deadLetterTopic, shadow: shadowWriter,
       outputTopics: [config.suspiciousTopic, config.regularTopic, config.deadLetterTopic], maxOutputBytes,
       log: logger, metrics,
-      assignedPartitions: () => this.fetcher.assignedPartitions,
       onProgress: () => this.notifyProgress(),
-      fail: (err) => this.fail(err),
-      failed: () => this.fatalError !== undefined,
     };
     this.delivery = exactlyOnce
       ? new ExactlyOnceDelivery({
-        ...deliveryContext, commitIntervalMs: config.commitIntervalMs, transactionalId: this.transactionalId,
-        rewind: () => this.fetcher.rewind(),
-        renewProducer: () => this.renewProducer(),
+        ...deliveryContext, consumer: this.consumer, commitIntervalMs: config.commitIntervalMs,
+        transactionalId: this.transactionalId, renewProducer: () => this.renewProducer(),
       })
       : new AtLeastOnceDelivery(deliveryContext);
+    this.owner.serve(this.delivery);
+    this.source = new RecordSource({
+      consumer: this.consumer, config, log: logger, owner: this.owner,
+      stopping: () => this.stopping,
+      hasRoom: () => !this.scoring && this.batchesInFlight < MAX_BATCHES_IN_FLIGHT
+        && this.owner.ledger.inFlight < this.maxInFlight,
+      nextProgress: () => this.nextProgress(),
+    });
+    void this.owner.fatal.raised.then((err) => this.fail(err));
   }
 
   /** Whether the processor holds partitions and reaches the cluster: what `/readyz` reports. */
   get ready(): boolean {
-    return !this.stopping && this.fetcher.assignedPartitions.length > 0 && this.health.outage === undefined;
+    return !this.stopping && this.owner.assignedPartitions.length > 0 && this.health.outage === undefined;
   }
 
   /** Why `/readyz` says not ready, when there is more to say than an empty assignment. */
@@ -236,7 +238,7 @@ export class StreamProcessor {
 
   /** Input partitions currently assigned to this instance. */
   get assignedPartitions(): number[] {
-    return this.fetcher.assignedPartitions;
+    return this.owner.assignedPartitions;
   }
 
   /** Connects, checks (or creates) the topics, subscribes and starts consuming. */
@@ -272,7 +274,7 @@ export class StreamProcessor {
       threshold: this.threshold, ...this.modelFacts(), batchSize: this.config.batchSize,
       guarantee: this.config.guarantee, instanceId: this.config.instanceId,
     });
-    this.fetchLoopDone = this.fetcher.run().catch((err) => this.fail(err as Error));
+    this.fetchLoopDone = this.source.run((batch) => this.dispatch(batch)).catch((err) => this.fail(err as Error));
     if (this.config.watchModel) this.reloader.watch();
   }
 
@@ -377,11 +379,10 @@ export class StreamProcessor {
   }
 
   /** Scores a fetched batch and hands its outputs to the deliver stage, which keeps batch order. */
-  private dispatch(messages: Message[]): void {
-    const tracked = this.delivery.track(messages);
+  private dispatch({ messages, tracked }: AdmittedBatch): void {
     this.metrics.recordsIn.inc({}, messages.length);
     this.metrics.batchSize.observe(messages.length);
-    this.metrics.inFlight.set({}, this.delivery.inFlight);
+    this.metrics.inFlight.set({}, this.owner.ledger.inFlight);
     const outputs = this.scorer.score(messages);
     this.scoring = true;
     this.batchesInFlight++;
@@ -429,6 +430,8 @@ export class StreamProcessor {
   private fail(err: Error): void {
     if (this.fatalError) return;
     this.fatalError = err;
+    // Every stage sees it: waiting for acknowledgements is then pointless.
+    this.owner.fatal.raise(err);
     this.log.error('stopping after a fatal error', { error: err });
     void this.stop();
   }
@@ -439,10 +442,10 @@ export class StreamProcessor {
     this.log.info('stopping: finishing batches in flight');
     this.notifyProgress();
     await this.fetchLoopDone;
-    await this.fetcher.rebalancing;
+    await this.owner.rebalancing;
     const delivered = await this.delivery.finish(this.assignedPartitions, deadline);
     // Counted now: leaving the group below revokes the partitions, which drops their records.
-    const pending = this.delivery.pending();
+    const pending = this.owner.ledger.pending();
     if (this.health.outage === undefined) {
       await disconnect(this.consumer, Math.max(SHUTDOWN_DISCONNECT_MIN_MS, deadline - Date.now()));
       await disconnect(this.producer, Math.max(SHUTDOWN_DISCONNECT_MIN_MS, deadline - Date.now()));
