@@ -123,7 +123,9 @@ export class OutputSink {
     const value = nonNullEmpty(output.value);
     const key = typeof output.key === 'string' ? output.key : nonNullEmpty(output.key);
     try {
-      this.producer.produce(output.topic, null, value, key, null, null, output.headers);
+      // No opaque (undefined, not null): node-rdkafka keeps a handle alive for any other value until
+      // its delivery report, and successes have none here.
+      this.producer.produce(output.topic, null, value, key, null, undefined, output.headers);
       return undefined;
     } catch (err) {
       const e = err as LibrdKafkaError;

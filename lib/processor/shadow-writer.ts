@@ -36,7 +36,7 @@ export class ShadowWriter {
   write(outputs: readonly ShadowOutput[]): void {
     for (const o of outputs) {
       try {
-        this.producer.produce(o.topic, null, o.value, o.key, null, null);
+        this.producer.produce(o.topic, null, o.value, o.key, null, undefined);
       } catch (err) {
         const e = err as LibrdKafkaError;
         this.failed(e.code === CODES.ERRORS.ERR__QUEUE_FULL ? { ...e, message: 'the shadow producer\'s queue is full' } : e);
