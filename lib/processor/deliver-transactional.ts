@@ -93,8 +93,9 @@ export class ExactlyOnceDelivery implements Delivery {
   /** Commits the open transaction `commitIntervalMs` after it began. */
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
-  /** Set once the shutdown began: nothing is retried any more. */
+  /** Set once the shutdown began: nothing is retried any more, and calls end by the deadline. */
   private finishing = false;
+  private deadline = Infinity;
   /** When fenced producers were replaced, within the last window. */
   private renewals: number[] = [];
 
@@ -140,6 +141,7 @@ export class ExactlyOnceDelivery implements Delivery {
   async finish(_assigned: readonly number[], deadline: number): Promise<boolean> {
     clearTimeout(this.timer);
     this.finishing = true;
+    this.deadline = deadline;
     const drained = await this.waiting.until(() => this.unsent === 0, deadline, () => this.halted());
     if (!this.halted()) {
       // The last commit is bounded by the shutdown deadline too: with the brokers away it would wait
@@ -201,8 +203,8 @@ export class ExactlyOnceDelivery implements Delivery {
         // The transaction cannot commit with a lost output: abort at once rather than ask.
         if (failure) throw failure.error;
         await call((cb) => this.producer.sendOffsetsToTransaction(offsets.map((o) => ({ ...o })),
-          this.ctx.consumer, TRANSACTION_TIMEOUT_MS, cb));
-        await call((cb) => this.producer.commitTransaction(TRANSACTION_TIMEOUT_MS, cb));
+          this.ctx.consumer, this.callTimeout(), cb));
+        await call((cb) => this.producer.commitTransaction(this.callTimeout(), cb));
       });
     } catch (err) {
       await this.failed(err as LibrdKafkaError, why);
@@ -245,6 +247,12 @@ export class ExactlyOnceDelivery implements Delivery {
     }
     if (kind === 'fenced' || err.isFatal) {
       await this.renew(err, why);
+      return;
+    }
+    if (this.finishing) {
+      // Stopping: an abort would only make the exit wait. The coordinator aborts the transaction when
+      // it times out, or when this instance starts again; its records are read again then.
+      this.reset();
       return;
     }
     this.ctx.log.warn('transaction aborted; rewinding to the committed offsets', {
@@ -316,6 +324,11 @@ export class ExactlyOnceDelivery implements Delivery {
     this.open = false;
     this.sent = [];
     this.records = 0;
+  }
+
+  /** A transactional call's bound: {@link TRANSACTION_TIMEOUT_MS}, and no later than the shutdown's deadline. */
+  private callTimeout(): number {
+    return Math.max(1, Math.min(TRANSACTION_TIMEOUT_MS, this.deadline - Date.now()));
   }
 
   private progress(): void {
