@@ -271,7 +271,7 @@ describe('a planted secret never shows', () => {
     const file = propertiesFile(`sasl.password=${PLANTED}\nmessage.timeout.ms=3000\n`);
     const topics = await createTopicSet('secret-replay');
     const r = await runReplay(['--topic', topics.input, '--random', '5', '--json', '--kafka-config', file,
-      '-X', `sasl.oauthbearer.client.secret=${PLANTED}`]);
+      '-X', `ssl.key.password=${PLANTED}`]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.out)).toMatchObject({ sent: 5, failed: 0, topic: topics.input });
     expect(r.out).not.toContain(PLANTED);
