@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { ConfigError, isSecretProperty, parseConfig, redact, type ProcessorConfig } from '../lib/config';
 import { parseProperties } from '../lib/kafka-config-file';
 import { createLogger } from '../lib/log';
-import { freePort, get } from './helpers/http';
+import { freePort, get, sample } from './helpers/http';
 import { CLI, ProcessorProcess, brokers, createTopicSet, runCli, topicFlags } from './helpers/kafka';
 import { spawn } from 'node:child_process';
 
@@ -245,20 +245,24 @@ describe('a planted secret never shows', () => {
     const p = ProcessorProcess.start([...topicFlags(topics), '--kafka-config', file, '--log-level', 'debug',
       '-X', 'debug=all', '--metrics-port', String(port)]);
     let scraped = '';
+    let readyz = '';
     for (let i = 0; i < 100 && scraped === ''; i++) {
       try {
-        scraped = (await get(port, '/metrics')).body + (await get(port, '/readyz')).body;
+        scraped = (await get(port, '/metrics')).body;
+        readyz = (await get(port, '/readyz')).body;
       } catch {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }
     const exit = await p.exited;
     const help = await runCli(['--help', '--kafka-config', file], { KAFKA_PROPERTIES: `sasl.password=${PLANTED}` });
-    const output = p.stdout + p.stderr + scraped + help.stdout + help.stderr;
+    const output = p.stdout + p.stderr + scraped + readyz + help.stdout + help.stderr;
 
     expect(exit.code).toBe(1);
     expect(p.stderr).toMatch(/^xgb-stream: could not connect the producer: .+$/m);
-    expect(scraped).toContain('xgb_stream_brokers_up');
+    // Scraped while it was still trying to connect: not ready, and /metrics says so too.
+    expect(sample(scraped, 'xgb_stream_ready')).toBe(0);
+    expect(JSON.parse(readyz)).toMatchObject({ status: 'not ready' });
     // librdkafka did try to log in, and said so at length.
     expect(p.stderr).toContain('"sasl.password":"[redacted]"');
     expect(p.stderr.split('\n').filter((l) => l.includes('SASL')).length).toBeGreaterThan(0);
