@@ -1,7 +1,9 @@
 /**
  * The processor's configuration: command-line flags and environment variables, parsed once at start-up
  * into a frozen, typed object. Flags win over environment variables, which win over defaults. Nothing
- * reads `process.env` after this module has run.
+ * reads `process.env` after this module has run. librdkafka properties come from a properties file
+ * (--kafka-config), KAFKA_PROPERTIES and -X, each checked by librdkafka here; the values of secret ones
+ * are collected so that no output shows them.
  */
 
 import { KafkaConfigFileError, readKafkaConfigFile } from './kafka-config-file';
@@ -247,8 +249,9 @@ export function parseKafkaProperty(raw: string, source: string): KafkaPropertySe
 }
 
 /**
- * Properties whose values are secrets: those the issue of passwords on argv was about, and those
- * librdkafka itself marks sensitive. Any name ending in "password" or "secret" counts too.
+ * Properties whose values are secrets: the credentials of SASL and TLS, the Java client's JAAS line
+ * (which carries a password), and those librdkafka itself marks sensitive. Any name ending in
+ * "password" or "secret" counts too.
  */
 const SECRET_PROPERTIES = new Set([
   'sasl.password', 'sasl.jaas.config', 'ssl.key.password', 'ssl.keystore.password', 'sasl.oauthbearer.client.secret',
