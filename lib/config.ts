@@ -221,7 +221,7 @@ export function helpText(): string {
     lines.push(`      ${o.help}${o.def !== undefined && o.kind !== 'bool' ? ` (default ${o.def})` : ''} [${o.env}]`);
   }
   lines.push('  -X, --kafka-property <key=value>');
-  lines.push('      librdkafka property for the consumer and producer, repeatable, e.g. -X security.protocol=SASL_SSL');
+  lines.push('      librdkafka property for the consumer and producer, repeatable, over --kafka-config, e.g. -X linger.ms=2');
   lines.push('      [KAFKA_PROPERTIES: key=value pairs separated by commas]');
   lines.push('  -h, --help      show this text');
   lines.push('  -V, --version   show the version');
