@@ -284,7 +284,7 @@ describe('a planted secret never shows', () => {
     expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
     const lines = p.stderr.trim().split('\n');
     // librdkafka said a great deal; none of it, nor our own lines, shows a secret.
-    expect(lines.filter((l) => l.includes('"message":"librdkafka consumer"')).length).toBeGreaterThan(100);
+    expect(lines.filter((l) => l.includes('"message":"librdkafka consumer"')).length).toBeGreaterThan(20);
     expect(lines.filter((l) => l.includes('"message":"librdkafka properties"')).map((l) => JSON.parse(l).properties))
       .toEqual([expect.objectContaining({ 'sasl.password': '[redacted]', 'ssl.key.password': '[redacted]' })]);
     expect(p.stdout + p.stderr).not.toContain(PLANTED);
