@@ -194,7 +194,8 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
   if (!Number.isFinite(rate) || rate < 0) throw new RangeError(`rate must be >= 0 records/s, got ${rate}`);
   // Topic-level ones (acks, message.timeout.ms) only count in the topic configuration (kafka-properties.ts).
   const properties = splitKafkaProperties(options.kafkaProperties ?? {});
-  const messageTimeoutMs = Number(properties.topic['message.timeout.ms'] ?? properties.topic['delivery.timeout.ms'] ?? 30_000);
+  const messageTimeoutMs = Number(properties.topic['message.timeout.ms']
+    ?? properties.topic['delivery.timeout.ms'] ?? 30_000);
 
   const producer = new (kafkaClient().Producer)({
     'bootstrap.servers': options.brokers,
