@@ -52,8 +52,8 @@ describe('README: configuration reference', () => {
     for (const o of OPTIONS) {
       const row = rows.find((r) => r.flags[0] === o.flag)!;
       const shown = literals(row.def)[0];
-      if (o.def === undefined && ['--instance-id', '--shadow-model', '--shadow-topic'].includes(o.flag)) {
-        // Nothing unless given: a dynamic membership, no shadow model, no shadow topic.
+      if (o.def === undefined && ['--instance-id', '--shadow-model', '--shadow-topic', '--kafka-config'].includes(o.flag)) {
+        // Nothing unless given: a dynamic membership, no shadow model, no shadow topic, no properties file.
         expect(row.def).toBe('none');
       } else if (o.def === undefined && o.flag === '--max-alert-rate-ratio') {
         // The canary reports alert rates; it refuses a candidate on them only when asked to.
