@@ -4,9 +4,17 @@
  * metrics endpoint, stops gracefully on SIGINT or SIGTERM, and reloads the model on SIGHUP.
  */
 import * as path from 'node:path';
-import { ConfigError, helpText, parseConfig } from './config';
+import { ConfigError, helpText, isSecretProperty, parseConfig, redact } from './config';
 import { EXIT } from './exit';
 import { KafkaClientMissingError, kafkaClient } from './kafka-client';
+
+/** Secret property values, known once the configuration is parsed: no line this command writes shows them. */
+let secrets: readonly string[] = [];
+
+/** Writes one `xgb-stream: ...` line on stderr, secrets redacted. */
+function say(message: string): void {
+  process.stderr.write(redact(`xgb-stream: ${message}\n`, secrets));
+}
 
 async function main(): Promise<number> {
   // Consume calls, flushes and batch predictions all run on libuv's pool; its default of 4 threads
@@ -17,8 +25,9 @@ async function main(): Promise<number> {
   try {
     parsed = parseConfig(process.argv.slice(2), process.env);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`xgb-stream: ${err.message}\n`);
+    // Checking the librdkafka properties needs node-rdkafka: without it, the same exit as below.
+    if (err instanceof ConfigError || err instanceof KafkaClientMissingError) {
+      say(err.message);
       return EXIT.usage;
     }
     throw err;
@@ -33,11 +42,12 @@ async function main(): Promise<number> {
     return EXIT.ok;
   }
   const config = parsed.config;
+  secrets = config.secrets;
   try {
     kafkaClient();
   } catch (err) {
     if (err instanceof KafkaClientMissingError) {
-      process.stderr.write(`xgb-stream: ${err.message}\n`);
+      say(err.message);
       return EXIT.usage;
     }
     throw err;
@@ -50,12 +60,20 @@ async function main(): Promise<number> {
   const { StreamProcessor } = await import('./processor/processor');
   const { startMetricsServer } = await import('./metrics-server');
 
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, config.secrets);
+  for (const warning of parsed.warnings) log.warn(warning);
+  // What the file and the flags came to, for checking a deployment; secrets by name, and the logger
+  // redacts their values wherever else they turn up.
+  log.info('librdkafka properties', {
+    file: config.kafkaConfigFile,
+    properties: Object.fromEntries(Object.entries(config.kafkaProperties)
+      .map(([key, value]) => [key, isSecretProperty(key) ? '[redacted]' : value])),
+  });
   let classifier;
   try {
     classifier = Classifier.load(path.resolve(config.modelPath), { nthread: config.nthread });
   } catch (err) {
-    process.stderr.write(`xgb-stream: invalid --model: ${(err as Error).message}\n`);
+    say(`invalid --model: ${(err as Error).message}`);
     return EXIT.usage;
   }
 
@@ -64,7 +82,7 @@ async function main(): Promise<number> {
     try {
       shadow = Classifier.load(path.resolve(config.shadowModelPath), { nthread: config.nthread });
     } catch (err) {
-      process.stderr.write(`xgb-stream: invalid --shadow-model: ${(err as Error).message}\n`);
+      say(`invalid --shadow-model: ${(err as Error).message}`);
       classifier.close();
       return EXIT.usage;
     }
@@ -79,7 +97,7 @@ async function main(): Promise<number> {
   try {
     processor = new StreamProcessor({ config, classifier: scorer, shadow, logger: log, metrics });
   } catch (err) {
-    process.stderr.write(`xgb-stream: ${(err as Error).message}\n`);
+    say((err as Error).message);
     return EXIT.usage;
   }
 
@@ -108,7 +126,7 @@ async function main(): Promise<number> {
   try {
     await processor.start();
   } catch (err) {
-    process.stderr.write(`xgb-stream: ${(err as Error).message}\n`);
+    say((err as Error).message);
     metricsServer?.close();
     classifier.close();
     // A setting the cluster cannot honour is a usage error, like a bad flag.
@@ -116,8 +134,8 @@ async function main(): Promise<number> {
   }
   // One human line for someone watching a terminal; logs collected from a pipe stay pure JSON and quiet.
   if (process.stderr.isTTY) {
-    process.stderr.write(`xgb-stream: scoring ${config.inputTopic} on ${config.brokers} `
-      + `(group ${config.groupId}, threshold ${processor.threshold}, model ${processor.modelVersion})\n`);
+    say(`scoring ${config.inputTopic} on ${config.brokers} `
+      + `(group ${config.groupId}, threshold ${processor.threshold}, model ${processor.modelVersion})`);
   }
   const code = await processor.finished;
   metricsServer?.close();
@@ -128,7 +146,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err) => {
-    process.stderr.write(`xgb-stream: ${(err as Error).stack ?? err}\n`);
+    say(`${(err as Error).stack ?? err}`);
     process.exit(EXIT.failure);
   },
 );

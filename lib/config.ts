@@ -1,8 +1,13 @@
 /**
  * The processor's configuration: command-line flags and environment variables, parsed once at start-up
  * into a frozen, typed object. Flags win over environment variables, which win over defaults. Nothing
- * reads `process.env` after this module has run.
+ * reads `process.env` after this module has run. librdkafka properties come from a properties file
+ * (--kafka-config), KAFKA_PROPERTIES and -X, each checked by librdkafka here; the values of secret ones
+ * are collected so that no output shows them.
  */
+
+import { KafkaConfigFileError, readKafkaConfigFile } from './kafka-config-file';
+import { KafkaClientMissingError, kafkaClient } from './kafka-client';
 
 /** The value written to the two output topics. */
 export type OutputFormat = 'protobuf' | 'json' | 'float';
@@ -71,8 +76,15 @@ export interface ProcessorConfig {
   readonly createReplicationFactor: number;
   readonly shutdownTimeoutMs: number;
   readonly nthread: number;
-  /** librdkafka properties given with `-X key=value`, applied to both the consumer and the producer. */
+  /** A Java properties file of librdkafka properties (--kafka-config), under those of `-X`. */
+  readonly kafkaConfigFile: string | undefined;
+  /**
+   * librdkafka properties of the --kafka-config file, KAFKA_PROPERTIES and `-X key=value`, later ones
+   * winning, applied to both the consumer and the producer.
+   */
   readonly kafkaProperties: Readonly<Record<string, string>>;
+  /** Values of secret properties (passwords, keys), from every source: never shown in any output. */
+  readonly secrets: readonly string[];
 }
 
 /** A setting that cannot be used; the CLI prints the message and exits with status 2. */
@@ -82,7 +94,7 @@ export class ConfigError extends Error {
 
 /** The outcome of parsing: a configuration to run, or a request for help or the version. */
 export type ParseResult =
-  | { kind: 'run'; config: ProcessorConfig }
+  | { kind: 'run'; config: ProcessorConfig; warnings: readonly string[] }
   | { kind: 'help' }
   | { kind: 'version' };
 
@@ -113,6 +125,8 @@ export const OPTIONS: readonly Option[] = [
     help: 'this instance\'s stable, unique id: static group membership (group.instance.id), and the transactional.id' },
   { flag: '--commit-interval-ms', env: 'COMMIT_INTERVAL_MS', key: 'commitIntervalMs', kind: 'int', def: '100',
     min: 1, max: 600000, help: 'exactly-once: how often the open transaction commits' },
+  { flag: '--kafka-config', env: 'KAFKA_CONFIG', key: 'kafkaConfigFile', kind: 'string',
+    help: 'Java properties file of librdkafka properties (security settings, passwords); -X wins over it' },
   { flag: '--input-topic', env: 'INPUT_TOPIC', key: 'inputTopic', kind: 'string', def: 'predict-requests',
     help: 'topic of PredictRequest records' },
   { flag: '--suspicious-topic', env: 'SUSPICIOUS_TOPIC', key: 'suspiciousTopic', kind: 'string',
@@ -237,7 +251,7 @@ export function helpText(): string {
     lines.push(`      ${o.help}${o.def !== undefined && o.kind !== 'bool' ? ` (default ${o.def})` : ''} [${o.env}]`);
   }
   lines.push('  -X, --kafka-property <key=value>');
-  lines.push('      librdkafka property for the consumer and producer, repeatable, e.g. -X security.protocol=SASL_SSL');
+  lines.push('      librdkafka property for the consumer and producer, repeatable, over --kafka-config, e.g. -X linger.ms=2');
   lines.push('      [KAFKA_PROPERTIES: key=value pairs separated by commas]');
   lines.push('  -h, --help      show this text');
   lines.push('  -V, --version   show the version');
@@ -246,9 +260,119 @@ export function helpText(): string {
 
 /** Adds one librdkafka `key=value` property to `into`; `source` names the flag or variable it came from. */
 export function addKafkaProperty(raw: string, source: string, into: Record<string, string>): void {
+  const { key, value } = parseKafkaProperty(raw, source);
+  into[key] = value;
+}
+
+/** A librdkafka property as given, and where: `-X`, `KAFKA_PROPERTIES` or `FILE:LINE`. */
+export interface KafkaPropertySetting {
+  readonly key: string;
+  readonly value: string;
+  readonly source: string;
+}
+
+/** Splits a `key=value` property as `-X` and KAFKA_PROPERTIES take it. */
+export function parseKafkaProperty(raw: string, source: string): KafkaPropertySetting {
   const eq = raw.indexOf('=');
   if (eq <= 0) throw new ConfigError(`invalid ${source} '${raw}': expected key=value`);
-  into[raw.slice(0, eq).trim()] = raw.slice(eq + 1);
+  return { key: raw.slice(0, eq).trim(), value: raw.slice(eq + 1), source };
+}
+
+/**
+ * Properties whose values are secrets: the credentials of SASL and TLS, the Java client's JAAS line
+ * (which carries a password), and those librdkafka itself marks sensitive. Any name ending in
+ * "password" or "secret" counts too.
+ */
+const SECRET_PROPERTIES = new Set([
+  'sasl.password', 'sasl.jaas.config', 'ssl.key.password', 'ssl.keystore.password', 'sasl.oauthbearer.client.secret',
+  'ssl.key.pem', 'ssl_key', 'sasl.oauthbearer.config',
+]);
+
+/** Whether a librdkafka property holds a secret, whose value must never be shown. */
+export function isSecretProperty(key: string): boolean {
+  return SECRET_PROPERTIES.has(key) || /(password|secret)$/i.test(key);
+}
+
+/** The secret values of `settings`: whole values, and the passwords quoted inside a JAAS configuration. */
+function secretValuesOf(settings: readonly KafkaPropertySetting[]): string[] {
+  const secrets = new Set<string>();
+  for (const { key, value } of settings) {
+    if (!isSecretProperty(key) || value === '') continue;
+    secrets.add(value);
+    for (const m of value.matchAll(/password\s*=\s*"([^"]+)"/gi)) secrets.add(m[1]);
+  }
+  return [...secrets];
+}
+
+/** Replaces each secret in `text` with [redacted]. */
+export function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  // Longest first: a secret that contains another is replaced whole.
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) out = out.split(s).join('[redacted]');
+  return out;
+}
+
+/**
+ * librdkafka's complaint about one property, or undefined when it takes it. A client configuration
+ * is only built here, never connected: librdkafka checks each property as it is set, so an unknown
+ * name or a bad value shows now, next to the line that gave it, instead of when the processor starts.
+ */
+function librdkafkaRejects(key: string, value: string): string | undefined {
+  try {
+    new (kafkaClient().Producer)({ [key]: value });
+    return undefined;
+  } catch (err) {
+    if (err instanceof KafkaClientMissingError) throw err;
+    const message = (err as Error).message;
+    // An alias such as linger.ms is reported under its canonical name.
+    const alias = message.includes(`"${key}"`) ? '' : ` (given as ${key})`;
+    if (key === 'sasl.jaas.config') {
+      return `${message.replace(/,? see .*$/, '')}: librdkafka takes sasl.mechanisms, sasl.username and sasl.password`;
+    }
+    return `${message}${alias}`;
+  }
+}
+
+/** The properties, where each came from, their secrets, and warnings about the file. */
+export interface ResolvedKafkaProperties {
+  readonly properties: Record<string, string>;
+  /** The source of each property's value: the flag, the variable or FILE:LINE. */
+  readonly sources: Record<string, string>;
+  readonly secrets: string[];
+  readonly warnings: string[];
+}
+
+/**
+ * Merges the librdkafka properties of the --kafka-config `file` (first) and of `given` (in order, later
+ * ones winning), checking every one with librdkafka. Throws ConfigError naming the file and line, or
+ * the flag, of the first that librdkafka refuses; no message shows a secret's value.
+ */
+export function resolveKafkaProperties(file: string | undefined, given: readonly KafkaPropertySetting[]):
+  ResolvedKafkaProperties {
+  const settings: KafkaPropertySetting[] = [];
+  const warnings: string[] = [];
+  if (file !== undefined) {
+    let read;
+    try {
+      read = readKafkaConfigFile(file);
+    } catch (err) {
+      if (err instanceof KafkaConfigFileError) throw new ConfigError(err.message);
+      throw err;
+    }
+    for (const p of read.properties) settings.push({ key: p.key, value: p.value, source: `${file}:${p.line}` });
+    if (read.warning !== undefined) warnings.push(read.warning);
+  }
+  settings.push(...given);
+  const secrets = secretValuesOf(settings);
+  const properties: Record<string, string> = {};
+  const sources: Record<string, string> = {};
+  for (const s of settings) {
+    const rejected = librdkafkaRejects(s.key, s.value);
+    if (rejected !== undefined) throw new ConfigError(`${s.source}: ${redact(rejected, secrets)}`);
+    properties[s.key] = s.value;
+    sources[s.key] = s.source;
+  }
+  return { properties, sources, secrets, warnings };
 }
 
 /** librdkafka settings that exactly-once delivery sets itself, with the value it needs. */
@@ -259,13 +383,16 @@ const EXACTLY_ONCE_NEEDS: Readonly<Record<string, string | undefined>> = {
   'transactional.id': undefined,
 };
 
-function checkExactlyOnceProperties(properties: Readonly<Record<string, string>>): void {
+function checkExactlyOnceProperties(resolved: ResolvedKafkaProperties): void {
   for (const [key, needed] of Object.entries(EXACTLY_ONCE_NEEDS)) {
-    const given = properties[key];
+    const given = resolved.properties[key];
     if (given === undefined || given === needed) continue;
+    // A flag or variable is named as -X, the way it is documented; a file by its line.
+    const source = resolved.sources[key];
+    const where = source.startsWith('-') || source === 'KAFKA_PROPERTIES' ? '-X ' : `${source}: `;
     throw new ConfigError(needed === undefined
-      ? `-X ${key} cannot be set with --guarantee exactly-once: it is derived from --group-id and --instance-id`
-      : `-X ${key}=${given} cannot be used with --guarantee exactly-once, which needs ${key}=${needed}`);
+      ? `${where}${key} cannot be set with --guarantee exactly-once: it is derived from --group-id and --instance-id`
+      : `${where}${key}=${given} cannot be used with --guarantee exactly-once, which needs ${key}=${needed}`);
   }
 }
 
@@ -314,7 +441,7 @@ function checkInputSettings(config: ProcessorConfig, framingGiven: boolean): voi
  */
 export function parseConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ParseResult {
   const values: Record<string, unknown> = {};
-  const kafkaProperties: Record<string, string> = {};
+  const kafkaSettings: KafkaPropertySetting[] = [];
   const byFlag = new Map(OPTIONS.map((o) => [o.flag, o]));
 
   for (const o of OPTIONS) {
@@ -323,7 +450,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   }
   if (env.KAFKA_PROPERTIES) {
     for (const pair of env.KAFKA_PROPERTIES.split(',')) {
-      if (pair.trim()) addKafkaProperty(pair.trim(), 'KAFKA_PROPERTIES entry', kafkaProperties);
+      if (pair.trim()) kafkaSettings.push({ ...parseKafkaProperty(pair.trim(), 'KAFKA_PROPERTIES entry'), source: 'KAFKA_PROPERTIES' });
     }
   }
 
@@ -342,7 +469,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
       return next;
     };
     if (name === '-X' || name === '--kafka-property') {
-      addKafkaProperty(takeValue(), name, kafkaProperties);
+      kafkaSettings.push(parseKafkaProperty(takeValue(), name));
       continue;
     }
     const opt = byFlag.get(name);
@@ -354,8 +481,11 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   for (const o of OPTIONS) {
     if (values[o.key] === undefined && o.def !== undefined) values[o.key] = parseValue(o, o.def, o.flag);
   }
-  const config = { ...values, kafkaProperties: Object.freeze(kafkaProperties) } as unknown as ProcessorConfig;
-  if (config.guarantee === 'exactly-once') checkExactlyOnceProperties(kafkaProperties);
+  const kafka = resolveKafkaProperties(values.kafkaConfigFile as string | undefined, kafkaSettings);
+  const config = {
+    ...values, kafkaProperties: Object.freeze(kafka.properties), secrets: Object.freeze(kafka.secrets),
+  } as unknown as ProcessorConfig;
+  if (config.guarantee === 'exactly-once') checkExactlyOnceProperties(kafka);
   const topics = [config.inputTopic, config.suspiciousTopic, config.regularTopic, config.deadLetterTopic];
   if (config.shadowTopic !== undefined) topics.push(config.shadowTopic);
   if (new Set(topics).size !== topics.length) {
@@ -366,5 +496,5 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (config.shadowTopic !== undefined && config.shadowModelPath === undefined) {
     throw new ConfigError('--shadow-topic needs --shadow-model');
   }
-  return { kind: 'run', config: Object.freeze(config) };
+  return { kind: 'run', config: Object.freeze(config), warnings: kafka.warnings };
 }

@@ -3,7 +3,7 @@
  * The `xgb-stream-dlq` command: `inspect` the dead-letter topic, or `replay` its records to be scored
  * again once the cause is fixed (lib/dlq/).
  */
-import { ConfigError } from './config';
+import { ConfigError, redact } from './config';
 import { inspect, formatInspect } from './dlq/inspect';
 import { HELP, parseDlqArgs, type DlqCommand } from './dlq/options';
 import { replayDeadLetters, type DlqReplayProgress } from './dlq/replay';
@@ -53,6 +53,7 @@ async function main(): Promise<number> {
       return EXIT.ok;
     }
     kafkaClient();
+    for (const warning of cmd.warnings) process.stderr.write(`xgb-stream-dlq: warning: ${warning}\n`);
   } catch (err) {
     if (err instanceof ConfigError || err instanceof KafkaClientMissingError) {
       process.stderr.write(`xgb-stream-dlq: ${err.message}\n`);
@@ -85,7 +86,7 @@ async function main(): Promise<number> {
     return abort.signal.aborted ? EXIT.interrupted : EXIT.ok;
   } catch (err) {
     line.end();
-    process.stderr.write(`xgb-stream-dlq: ${(err as Error).message}\n`);
+    process.stderr.write(redact(`xgb-stream-dlq: ${(err as Error).message}\n`, cmd.secrets));
     return EXIT.failure;
   }
 }

@@ -44,6 +44,8 @@ export async function startMetricsServer(
     }
     if (url === '/metrics') {
       source.refreshLag();
+      // Scraped with the rest, so that an alert sees what /readyz would answer at that moment.
+      metrics.ready.set({}, source.ready ? 1 : 0);
       metrics.render().then(
         (text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(text),
         (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${err.message}\n`),
@@ -52,6 +54,7 @@ export async function startMetricsServer(
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}\n');
     } else if (url === '/readyz') {
       const ready = source.ready;
+      metrics.ready.set({}, ready ? 1 : 0);
       const reason = ready ? undefined : source.notReadyReason;
       res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({
         status: ready ? 'ready' : 'not ready', ...(reason !== undefined ? { reason } : {}),

@@ -132,6 +132,8 @@ export class ProcessorMetrics {
   readonly inFlight = new Gauge(this.registry, 'xgb_stream_records_in_flight', 'Records consumed but not yet delivered.');
   readonly brokersUp = new Gauge(this.registry, 'xgb_stream_brokers_up',
     'Whether the processor can reach the cluster (1) or not (0).');
+  readonly ready = new Gauge(this.registry, 'xgb_stream_ready',
+    'Whether the processor is ready (1: partitions assigned, the cluster reachable) or not (0), as /readyz answers.');
   readonly modelReloads = new Counter(this.registry, 'xgb_stream_model_reloads_total',
     'Model reloads (SIGHUP, POST /-/reload, --watch-model), by result: success or rejected.', ['result']);
   readonly modelReloadRejections = new Counter(this.registry, 'xgb_stream_model_reload_rejections_total',
@@ -166,6 +168,7 @@ export class ProcessorMetrics {
     this.commitFailures.inc({}, 0);
     this.assignedPartitions.set({}, 0);
     this.inFlight.set({}, 0);
+    this.ready.set({}, 0);
     for (const result of ['success', 'rejected']) this.modelReloads.inc({ result }, 0);
     this.shadowActive.set({}, 0);
     client.collectDefaultMetrics({ register: this.registry });

@@ -11,9 +11,12 @@ import { performance } from 'node:perf_hooks';
 import type { LibrdKafkaError, MessageHeader } from 'node-rdkafka';
 import * as path from 'node:path';
 import { encodePredictRequest } from './codec';
-import { addKafkaProperty, ConfigError } from './config';
+import {
+  ConfigError, parseKafkaProperty, redact, resolveKafkaProperties, type KafkaPropertySetting,
+} from './config';
 import { frameValue } from './input/framing';
 import { KafkaClientMissingError, kafkaClient } from './kafka-client';
+import { splitKafkaProperties } from './processor/kafka-properties';
 
 /** The header that carries a replayed record's ground-truth label, "0" or "1". */
 export const LABEL_HEADER = 'label';
@@ -239,7 +242,10 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
   const rate = options.rate ?? 0;
   if (!Number.isInteger(total) || total < 0) throw new RangeError(`count must be a whole number >= 0, got ${total}`);
   if (!Number.isFinite(rate) || rate < 0) throw new RangeError(`rate must be >= 0 records/s, got ${rate}`);
-  const messageTimeoutMs = Number(options.kafkaProperties?.['message.timeout.ms'] ?? 30_000);
+  // Topic-level ones (acks, message.timeout.ms) only count in the topic configuration (kafka-properties.ts).
+  const properties = splitKafkaProperties(options.kafkaProperties ?? {});
+  const messageTimeoutMs = Number(properties.topic['message.timeout.ms']
+    ?? properties.topic['delivery.timeout.ms'] ?? 30_000);
 
   const producer = new (kafkaClient().Producer)({
     'bootstrap.servers': options.brokers,
@@ -247,10 +253,13 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
     'dr_cb': true,
     'linger.ms': 5,
     'enable.idempotence': true,
+    ...properties.global,
+  }, {
     // A topic that does not exist or a broker that went away fails here within half a minute,
     // not after librdkafka's default of five.
-    ...options.kafkaProperties,
-  }, { 'message.timeout.ms': messageTimeoutMs });
+    'message.timeout.ms': messageTimeoutMs,
+    ...properties.topic,
+  });
   await new Promise<void>((resolve, reject) => producer.connect({ timeout: 30_000 }, (err) => (err
     ? reject(new Error(`could not connect to ${options.brokers}: ${err.message}`)) : resolve())));
   // Without this check a missing topic shows only as every record failing after message.timeout.ms.
@@ -361,7 +370,10 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
 /** Creates a topic, or leaves it alone when it exists. */
 export async function ensureTopic(brokers: string, topic: string, partitions: number,
   kafkaProperties: Readonly<Record<string, string>> = {}): Promise<void> {
-  const admin = kafkaClient().AdminClient.create({ 'bootstrap.servers': brokers, ...kafkaProperties });
+  // The admin client has no topic configuration: only the global properties apply to it.
+  const admin = kafkaClient().AdminClient.create({
+    'bootstrap.servers': brokers, ...splitKafkaProperties(kafkaProperties).global,
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       admin.createTopic({ topic, num_partitions: partitions, replication_factor: 1 }, 30_000, (err) => {
@@ -399,6 +411,8 @@ Options:
   --feature-names <a,b,...>  names for --format json (default: test-vectors/index.json beside --file)
   --schema-id <n>            frame each value as a Schema Registry serializer does, with this schema id
   --json                     print the summary as JSON on stdout
+  --kafka-config <file>      Java properties file of librdkafka properties (security settings,
+                             passwords); -X wins over it [KAFKA_CONFIG]
   -X <key=value>             librdkafka property of the producer, repeatable
   -h, --help                 show this text
 
@@ -424,13 +438,20 @@ interface CliOptions {
   featureNames?: string[];
   schemaId?: number;
   kafkaProperties: Record<string, string>;
+  /** Secret property values, never shown. */
+  secrets: readonly string[];
+  /** What is wrong with the --kafka-config file's permissions, if anything. */
+  warnings: readonly string[];
 }
 
 function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): CliOptions | 'help' {
   const o: CliOptions = {
     brokers: env.KAFKA_BROKERS || '127.0.0.1:9092', topic: 'predict-requests', file: DEFAULT_REPLAY_FILE,
     features: 10, seed: 1, rate: 0, createTopic: false, partitions: 1, json: false, format: 'protobuf', kafkaProperties: {},
+    secrets: [], warnings: [],
   };
+  let kafkaConfig = env.KAFKA_CONFIG || undefined;
+  const kafkaSettings: KafkaPropertySetting[] = [];
   const number = (name: string, raw: string, min: number, integer: boolean): number => {
     const n = /^\s*[+]?(\d+\.?\d*|\.\d+)([eE][+]?\d+)?\s*$/.test(raw) ? Number(raw) : NaN;
     if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
@@ -470,13 +491,15 @@ function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): CliOptions 
       }
       case '--feature-names': o.featureNames = value().split(',').map((n) => n.trim()); break;
       case '--schema-id': o.schemaId = number(name, value(), 0, true); break;
-      case '-X': case '--kafka-property': addKafkaProperty(value(), name, o.kafkaProperties); break;
+      case '--kafka-config': kafkaConfig = value(); break;
+      case '-X': case '--kafka-property': kafkaSettings.push(parseKafkaProperty(value(), name)); break;
       default: throw new UsageError(`unknown option '${arg}' (see --help)`);
     }
   }
   if (o.brokers.trim() === '') throw new UsageError('--brokers is empty');
   if (o.topic.trim() === '') throw new UsageError('--topic is empty');
-  return o;
+  const kafka = resolveKafkaProperties(kafkaConfig, kafkaSettings);
+  return { ...o, kafkaProperties: kafka.properties, secrets: kafka.secrets, warnings: kafka.warnings };
 }
 
 function formatInt(n: number): string {
@@ -517,6 +540,7 @@ async function main(): Promise<number> {
       process.stdout.write(`${HELP}\n`);
       return 0;
     }
+    for (const warning of options.warnings) process.stderr.write(`xgb-stream-replay: warning: ${warning}\n`);
     kafkaClient();
     records = options.random !== undefined
       ? randomRecords(options.random, options.features, options.seed)
@@ -557,19 +581,19 @@ async function main(): Promise<number> {
     });
   } catch (err) {
     printer.end();
-    process.stderr.write(`xgb-stream-replay: ${(err as Error).message}\n`);
+    process.stderr.write(redact(`xgb-stream-replay: ${(err as Error).message}\n`, options.secrets));
     return 1;
   }
   printer.end();
 
   if (options.json) {
-    process.stdout.write(`${JSON.stringify({ source, brokers: options.brokers, ...summary })}\n`);
+    process.stdout.write(redact(`${JSON.stringify({ source, brokers: options.brokers, ...summary })}\n`, options.secrets));
   } else {
     const target = summary.targetRate > 0 ? ` (asked for ${formatInt(summary.targetRate)})` : '';
     process.stdout.write(
       `sent ${formatInt(summary.sent)} records from ${source} to ${summary.topic} on ${options.brokers}`
       + `${summary.aborted ? ' before being interrupted' : ''}\n`
-      + `  failed:   ${formatInt(summary.failed)}${summary.firstError ? ` (first error: ${summary.firstError})` : ''}\n`
+      + `  failed:   ${formatInt(summary.failed)}${summary.firstError ? ` (first error: ${redact(summary.firstError, options.secrets)})` : ''}\n`
       + `  elapsed:  ${(summary.elapsedMs / 1000).toFixed(2)} s\n`
       + `  rate:     ${formatInt(summary.rate)} records/s${target}\n`
       + `  labels:   ${formatInt(summary.labels['1'])} fraud, ${formatInt(summary.labels['0'])} genuine`

@@ -14,7 +14,7 @@ import type { Message } from 'node-rdkafka';
 import { MODEL_DIR } from './helpers/fixtures';
 import { until } from './helpers/in-process';
 import {
-  Collector, ProcessorProcess, ROOT, createTopicSet, outputTopics, readToEnd, topicFlags, uniqueName,
+  Collector, ProcessorProcess, ROOT, createTopicSet, outputTopics, readCommitted, readToEnd, topicFlags, uniqueName,
 } from './helpers/kafka';
 
 const state = path.join(ROOT, '.kafka', 'restart-broker');
@@ -123,3 +123,54 @@ it('shows the outage, loses nothing and outputs at most 0.1 % twice when the bro
   expect(positions).toBe(RECORDS);
   expect(duplicates).toBeLessThanOrEqual(RECORDS / 1000);
 }, 400_000);
+
+describe.each(['at-least-once', 'exactly-once'])('SIGTERM while the brokers are down (%s)', (guarantee) => {
+  /** What the README promises: --shutdown-timeout-ms, plus at most 9 s for the calls in flight to let go. */
+  const SHUTDOWN_TIMEOUT_MS = 3_000;
+  const EXIT_BOUND_MS = SHUTDOWN_TIMEOUT_MS + 9_000;
+
+  it(`exits 1 within ${EXIT_BOUND_MS / 1000} s, and after both restart every input has its output${guarantee === 'exactly-once' ? ' exactly once' : ''}`, async () => {
+    const bootstrap = kafka('start');
+    const topics = await createTopicSet(`down-term-${guarantee}`, 2, bootstrap);
+    const group = uniqueName('g-down-term');
+    const args = ['--brokers', bootstrap, '--log-level', 'info', ...topicFlags(topics), '--group-id', group,
+      '--guarantee', guarantee, '--instance-id', 'd', '--shutdown-timeout-ms', String(SHUTDOWN_TIMEOUT_MS)];
+    const records = readReplayFile(`${MODEL_DIR}/replay.ndjson.gz`).slice(0, 4_000);
+    const first = ProcessorProcess.start(args);
+    let second: ProcessorProcess | undefined;
+    try {
+      await first.waitForLog('partitions assigned');
+      const sending = replay({ brokers: bootstrap, topic: topics.input, records, rate: 1_000,
+        kafkaProperties: { 'message.timeout.ms': '300000' } });
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      process.kill(Number(readFileSync(path.join(state, 'kafka.pid'), 'utf8')), 'SIGKILL');
+      await first.waitForLog('"brokers unreachable"', 20_000);
+      const termAt = Date.now();
+      const exit = await first.kill('SIGTERM');
+      const tookMs = Date.now() - termAt;
+      process.stdout.write(`${guarantee}: SIGTERM with the brokers down: exit ${exit.code} after ${tookMs} ms\n`);
+      expect(exit).toEqual({ code: 1, signal: null });
+      expect(tookMs).toBeLessThan(EXIT_BOUND_MS);
+      expect(first.stderr).toContain('"stopped with outputs not delivered; they will be processed again after a restart"');
+
+      kafka('start');
+      expect(await sending).toMatchObject({ sent: records.length, failed: 0 });
+      second = ProcessorProcess.start(args);
+      await second.waitForLog('partitions assigned', 60_000);
+      let all: Message[] = [];
+      await until('an output of every input', async () => {
+        all = guarantee === 'exactly-once'
+          ? await readCommitted(outputTopics(topics), bootstrap) : await readToEnd(outputTopics(topics), bootstrap);
+        return distinct(all) >= records.length;
+      }, 120_000);
+      expect(await second.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+      expect(all.filter((m) => m.topic === topics.deadLetter)).toHaveLength(0);
+      expect(distinct(all)).toBe(records.length);
+      if (guarantee === 'exactly-once') {
+        expect(await readCommitted(outputTopics(topics), bootstrap)).toHaveLength(records.length);
+      }
+    } finally {
+      for (const p of [first, second]) if (p && p.child.exitCode === null && p.child.signalCode === null) await p.kill('SIGKILL');
+    }
+  }, 240_000);
+});

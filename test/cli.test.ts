@@ -163,10 +163,10 @@ describe('xgb-stream command line', () => {
   it('passes -X to librdkafka: an unknown property exits 2 with its message, debug=cgrp logs the group', async () => {
     const unknown = await runCli(['--brokers', brokers(), '-X', 'no.such.property=1']);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toBe('xgb-stream: No such configuration property: "no.such.property"\n');
+    expect(unknown.stderr).toBe('xgb-stream: -X: No such configuration property: "no.such.property"\n');
     const invalid = await runCli(['--brokers', brokers(), '-X', 'message.timeout.ms=soon']);
     expect(invalid.code).toBe(2);
-    expect(invalid.stderr).toBe('xgb-stream: Invalid value for configuration property "message.timeout.ms"\n');
+    expect(invalid.stderr).toBe('xgb-stream: -X: Invalid value for configuration property "message.timeout.ms"\n');
 
     const topics = await createTopicSet('debug');
     const p = ProcessorProcess.start([...topicFlags(topics), '--log-level', 'debug', '-X', 'debug=cgrp']);

@@ -111,7 +111,7 @@ describe('a delivery that librdkafka reports failed', () => {
     { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n').pop()!;
   afterAll(() => { kafka('stop'); });
 
-  it('exits 1 after three attempts, commits nothing past the record, and delivers it once after a restart', async () => {
+  it('exits 1 without sending the output again, commits nothing past the record, and delivers it once after a restart', async () => {
     const bootstrap = kafka('start');
     const topics = await createTopicSet('fault-deliver', 1, bootstrap);
     const group = uniqueName('g-deliver');
@@ -134,9 +134,10 @@ describe('a delivery that librdkafka reports failed', () => {
     release();
     const code = await run.processor.finished;
     expect(code).toBe(1);
-    expect(run.metrics.deliveryFailures.get()).toBe(3);
+    // librdkafka has retried it within message.timeout.ms: a copy sent now would land behind later outputs.
+    expect(run.metrics.deliveryFailures.get()).toBe(1);
     const failures = run.logs.filter((l) => l.message === 'delivery failed');
-    expect(failures.map((l) => l.attempt)).toEqual([1, 2, 3]);
+    expect(failures.map((l) => [l.sourcePartition, l.sourceOffset, l.kind])).toEqual([[0, 10, 'transient']]);
     expect(run.logs.some((l) => l.message === 'stopping after a fatal error' &&
       JSON.stringify(l.error).includes(`the output of ${topics.input} partition 0 offset 10`))).toBe(true);
 

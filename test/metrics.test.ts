@@ -52,6 +52,7 @@ describe('metrics endpoint', () => {
       const regular = out.of(topics.regular).length;
       expect(suspicious + regular).toBe(good);
       expect(sample(body, 'xgb_stream_records_in_total')).toBe(records.length);
+      expect(sample(body, 'xgb_stream_ready')).toBe(1);
       expect(sample(body, `xgb_stream_records_out_total{topic="${topics.suspicious}"}`)).toBe(suspicious);
       expect(sample(body, `xgb_stream_records_out_total{topic="${topics.regular}"}`)).toBe(regular);
       expect(sample(body, `xgb_stream_records_out_total{topic="${topics.deadLetter}"}`)).toBe(2);

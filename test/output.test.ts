@@ -1,5 +1,5 @@
 import type { Message } from 'node-rdkafka';
-import { classifyProducerError } from '../lib/processor/output-writer';
+import { classifyProducerError } from '../lib/processor/producer-errors';
 import { deadLetterOutput, recordBytes } from '../lib/processor/output';
 
 function message(key: string | null, value: Buffer | null, headers?: Message['headers']): Message {
@@ -39,8 +39,11 @@ describe('producer errors', () => {
     [{ code: -1, message: 'message size too large' }, 'record'],
     [{ code: -1, message: 'Broker: Broker failed to validate record' }, 'record'],
     [{ code: 87, message: '' }, 'record'],
-    [{ code: 29, message: 'Broker: Topic authorization failed' }, 'fatal'],
-    [{ code: -1, message: 'Local: This instance has been fenced by a newer instance' }, 'fatal'],
+    [{ code: 29, message: 'Broker: Topic authorization failed' }, 'unauthorized'],
+    [{ code: -1, message: 'Broker: Transactional Id authorization failed' }, 'unauthorized'],
+    [{ code: -1, message: 'Local: This instance has been fenced by a newer instance' }, 'fenced'],
+    [{ code: 90, message: 'Broker: Producer fenced' }, 'fenced'],
+    [{ code: -144, message: 'Local: This instance has been fenced by a newer instance', isFatal: true }, 'fenced'],
     [{ code: -192, message: 'Local: Message timed out' }, 'transient'],
     [{ code: -1, message: 'Broker: Not leader for partition' }, 'transient'],
     [{ code: -195, message: 'Local: Broker transport failure', isFatal: true }, 'fatal'],

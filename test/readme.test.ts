@@ -54,9 +54,9 @@ describe('README: configuration reference', () => {
     for (const o of OPTIONS) {
       const row = rows.find((r) => r.flags[0] === o.flag)!;
       const shown = literals(row.def)[0];
-      if (o.def === undefined && ['--instance-id', '--shadow-model', '--shadow-topic', '--schema-registry',
+      if (o.def === undefined && ['--instance-id', '--shadow-model', '--shadow-topic', '--kafka-config', '--schema-registry',
         '--schema-registry-basic-auth'].includes(o.flag)) {
-        // Nothing unless given: a dynamic membership, no shadow model, no shadow topic, no registry.
+        // Nothing unless given: a dynamic membership, no shadow model, no shadow topic, no properties file, no registry.
         expect(row.def).toBe('none');
       } else if (o.def === undefined && o.flag === '--max-alert-rate-ratio') {
         // The canary reports alert rates; it refuses a candidate on them only when asked to.

@@ -4,7 +4,7 @@
  * further source of librdkafka properties goes in one place.
  */
 import { randomBytes } from 'node:crypto';
-import { addKafkaProperty, ConfigError } from '../config';
+import { ConfigError, parseKafkaProperty, resolveKafkaProperties, type KafkaPropertySetting } from '../config';
 import { DEAD_LETTER_REASONS } from '../processor/validate';
 
 /** A consumer group no other run uses: for reads that commit nothing. */
@@ -18,6 +18,10 @@ export interface CommonOptions {
   readonly topic: string;
   readonly json: boolean;
   readonly kafkaProperties: Readonly<Record<string, string>>;
+  /** Secret property values, never shown. */
+  readonly secrets: readonly string[];
+  /** What is wrong with the --kafka-config file's permissions, if anything. */
+  readonly warnings: readonly string[];
 }
 
 export interface InspectCommand extends CommonOptions {
@@ -51,6 +55,7 @@ Options of both:
   --brokers <host:port,...>   bootstrap servers (default 127.0.0.1:9092) [KAFKA_BROKERS]
   --topic <name>              the dead-letter topic (default predict-requests.dlq) [DEAD_LETTER_TOPIC]
   --json                      print the result as JSON on stdout
+  --kafka-config <file>       Java properties file of librdkafka properties; -X wins over it [KAFKA_CONFIG]
   -X, --kafka-property <key=value>
                               librdkafka property, repeatable [KAFKA_PROPERTIES: pairs separated by commas]
   -h, --help                  show this text
@@ -93,10 +98,12 @@ export function parseDlqArgs(argv: readonly string[], env: Readonly<Record<strin
   if (command !== 'inspect' && command !== 'replay') {
     throw new ConfigError(`unknown command '${command}': expected inspect or replay (see --help)`);
   }
-  const kafkaProperties: Record<string, string> = {};
+  // The file first, then KAFKA_PROPERTIES, then -X: later ones win, as for the processor.
+  const kafkaSettings: KafkaPropertySetting[] = [];
   for (const pair of (env.KAFKA_PROPERTIES ?? '').split(',')) {
-    if (pair.trim()) addKafkaProperty(pair.trim(), 'KAFKA_PROPERTIES entry', kafkaProperties);
+    if (pair.trim()) kafkaSettings.push(parseKafkaProperty(pair.trim(), 'KAFKA_PROPERTIES'));
   }
+  let kafkaConfig = env.KAFKA_CONFIG || undefined;
   let brokers = env.KAFKA_BROKERS || '127.0.0.1:9092';
   let topic = env.DEAD_LETTER_TOPIC || 'predict-requests.dlq';
   let json = false;
@@ -127,7 +134,8 @@ export function parseDlqArgs(argv: readonly string[], env: Readonly<Record<strin
       case '--brokers': brokers = value(); break;
       case '--topic': topic = value(); break;
       case '--json': json = true; break;
-      case '-X': case '--kafka-property': addKafkaProperty(value(), name, kafkaProperties); break;
+      case '--kafka-config': kafkaConfig = value(); break;
+      case '-X': case '--kafka-property': kafkaSettings.push(parseKafkaProperty(value(), name)); break;
       case '--show': only(name, 'inspect'); show = positiveInt(name, value(), 0); break;
       case '--to': only(name, 'replay'); to = value(); break;
       case '--reason': {
@@ -154,7 +162,10 @@ export function parseDlqArgs(argv: readonly string[], env: Readonly<Record<strin
     throw new ConfigError('--since must be before --until');
   }
   if (to !== undefined && to === topic) throw new ConfigError(`--to ${to} is the dead-letter topic itself`);
-  const common = { brokers, topic, json, kafkaProperties: Object.freeze(kafkaProperties) };
+  const kafka = resolveKafkaProperties(kafkaConfig, kafkaSettings);
+  const common = {
+    brokers, topic, json, kafkaProperties: Object.freeze(kafka.properties), secrets: kafka.secrets, warnings: kafka.warnings,
+  };
   return Object.freeze(command === 'inspect'
     ? { command, ...common, show }
     : { command, ...common, to, reasons, since, until, max, maxReplays, dryRun, groupId });

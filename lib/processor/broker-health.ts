@@ -4,12 +4,14 @@
  * reason), once a minute while it lasts, and once when it ends (its length); `xgb_stream_brokers_up`
  * and `/readyz` follow it. librdkafka reconnects by itself: this only makes the outage visible.
  */
-import type { LibrdKafkaError } from 'node-rdkafka';
+import { CODES, type LibrdKafkaError } from 'node-rdkafka';
 import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
 
 /** librdkafka: every broker connection is down. */
-const ERR_ALL_BROKERS_DOWN = -187;
+const ERR_ALL_BROKERS_DOWN = CODES.ERRORS.ERR__ALL_BROKERS_DOWN;
+/** node-rdkafka hands some error events over as text alone (code -1). */
+const ALL_BROKERS_DOWN_TEXT = /all broker connections are down/i;
 /** How often a lasting outage is logged again. */
 const REMINDER_MS = 60_000;
 
@@ -25,6 +27,8 @@ export class BrokerHealth {
   private downSince: number | undefined;
   private lastLogged = 0;
   private lastReason = 'no broker connection is up';
+  /** Client errors during the outage, folded into its lines rather than logged one by one. */
+  private folded = 0;
 
   constructor(private readonly brokers: string, private readonly log: Logger, private readonly metrics: ProcessorMetrics) {
     metrics.brokersUp.set({}, 1);
@@ -55,16 +59,23 @@ export class BrokerHealth {
   /** A client error event: keeps librdkafka's reason, and "all brokers down" starts an outage at once. */
   onError(err: Pick<LibrdKafkaError, 'code' | 'message'>, now = Date.now()): void {
     this.lastReason = err.message;
-    if (err.code === ERR_ALL_BROKERS_DOWN) this.update(false, now);
+    if (err.code === ERR_ALL_BROKERS_DOWN || ALL_BROKERS_DOWN_TEXT.test(err.message)) this.update(false, now);
+  }
+
+  /** A client error while the outage lasts: counted, and reported in the outage's next line. */
+  fold(err: Pick<LibrdKafkaError, 'code' | 'message'>): void {
+    this.lastReason = err.message;
+    this.folded++;
   }
 
   private update(up: boolean, now: number): void {
     if (up) {
       if (this.downSince === undefined) return;
       this.log.info('brokers reachable again', {
-        brokers: this.brokers, outageSeconds: Math.round((now - this.downSince) / 100) / 10,
+        brokers: this.brokers, outageSeconds: Math.round((now - this.downSince) / 100) / 10, clientErrors: this.folded,
       });
       this.downSince = undefined;
+      this.folded = 0;
       this.metrics.brokersUp.set({}, 1);
       return;
     }
@@ -79,7 +90,7 @@ export class BrokerHealth {
       this.lastLogged = now;
       this.log.warn('brokers still unreachable', {
         brokers: this.brokers, since: new Date(this.downSince).toISOString(),
-        downSeconds: Math.round((now - this.downSince) / 1000), reason: this.lastReason,
+        downSeconds: Math.round((now - this.downSince) / 1000), reason: this.lastReason, clientErrors: this.folded,
       });
     }
   }

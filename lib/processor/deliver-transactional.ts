@@ -4,50 +4,80 @@
  * A read_committed reader sees each input's output exactly once, across crashes, broker restarts and
  * rebalances:
  * - a transaction is committed every `--commit-interval-ms`, sooner when it holds `MAX_RECORDS_PER_TRANSACTION`
- *   records, before revoked partitions go, and at shutdown;
+ *   records, before revoked partitions go, and at shutdown; its commit is the batch acknowledgement
+ *   (librdkafka flushes the transaction's outputs first, and refuses to commit if any failed);
  * - the offsets go in with the consumer's group metadata, so a zombie instance (one the group has moved
  *   on from) is fenced by the broker and cannot commit;
  * - an abortable error aborts the transaction and rewinds every assigned partition to its committed
- *   offset: the aborted records are read and scored again;
- * - a fatal error (fenced, unsupported) stops the processor with status 1.
+ *   offset: the aborted records are read and scored again; an input whose output the broker refused
+ *   becomes a dead letter then;
+ * - a fenced producer is replaced in place by a new one with the same transactional.id, and the
+ *   partitions rewind to the committed offsets. A broker restart does this: the coordinator aborts a
+ *   transaction that timed out while it was away and bumps the producer's epoch. Two live instances with
+ *   one id fence each other over and over: after `MAX_RENEWALS` in `RENEWAL_WINDOW_MS` the processor
+ *   stops, naming that cause;
+ * - an authorization failure, or any other fatal error, stops the processor with status 1.
  */
-import type { DeliveryReport, LibrdKafkaError, Message } from 'node-rdkafka';
+import { CODES, type KafkaConsumer, type LibrdKafkaError, type Producer } from 'node-rdkafka';
 import type { DeliveryContext, Delivery } from './deliver';
-import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
+import { writeShadows } from './deliver';
+import type { TrackedBatch } from './offsets';
 import type { Output } from './output';
+import { OutputSink, type SentOutputs } from './output-sink';
+import { OutputWriter } from './output-writer';
+import { classifyProducerError } from './producer-errors';
 import { Progress } from './progress';
-import { InFlightOutput, OutputWriter, classifyProducerError, SHADOW_OUTPUT } from './output-writer';
 
 /** A size bound on a transaction, so that a fast stream commits more often than the interval. */
 const MAX_RECORDS_PER_TRANSACTION = 20_000;
-/** Bound on each transactional call; librdkafka retries within it. */
-const TRANSACTION_TIMEOUT_MS = 30_000;
+/**
+ * Bound on each transactional call but the first; librdkafka retries within it. Short, because a call
+ * runs on a thread of libuv's pool that the process waits for when it exits: with the brokers away, a
+ * stop waits at most this long for a call in flight. A call that times out is retried (an abort) or
+ * aborts the transaction (a commit).
+ */
+const TRANSACTION_TIMEOUT_MS = 5_000;
+/** Bound on initTransactions, which waits for a coordinator to fence the previous epoch. */
+const INIT_TIMEOUT_MS = 30_000;
+/**
+ * How long a fence is looked at before the producer is replaced: longer than the consumer's heartbeat
+ * (3 s by default), so that a real zombie under static membership learns from its consumer that it was
+ * replaced (a fatal FENCED_INSTANCE_ID) and stops, rather than fence its replacement in turn.
+ */
+const RENEW_DELAY_MS = 4_000;
+/** Fenced producers replaced within {@link RENEWAL_WINDOW_MS} before the processor gives up. */
+const MAX_RENEWALS = 3;
+const RENEWAL_WINDOW_MS = 60_000;
 
 /** What the exactly-once mode needs beyond the at-least-once one. */
 export interface TransactionalContext extends DeliveryContext {
+  readonly consumer: KafkaConsumer;
   readonly commitIntervalMs: number;
   /** The producer's transactional.id, for the messages. */
   readonly transactionalId: string;
-  /**
-   * Moves every assigned partition back to its committed offset and drops what was fetched past it;
-   * resolves once fetching may go on.
-   */
-  rewind(): Promise<void>;
+  /** Closes the fenced producer and makes a new one with the same transactional.id, its transactions initialised. */
+  renewProducer(): Promise<Producer>;
 }
 
-/** A fatal transactional error, with what it means for an operator. */
-export class TransactionFencedError extends Error {
-  override readonly name = 'TransactionFencedError';
+/** A transactional error that stops the processor, named for what it is. */
+export class TransactionError extends Error {
+  override readonly name = 'TransactionError';
 }
 
 function call(fn: (cb: (err: LibrdKafkaError | null | undefined) => void) => void): Promise<void> {
   return new Promise((resolve, reject) => fn((err) => (err ? reject(err) : resolve())));
 }
 
+/** Initialises a transactional producer's transactions; fences an older epoch of the same transactional.id. */
+export function initTransactions(producer: Producer): Promise<void> {
+  return call((cb) => producer.initTransactions(INIT_TIMEOUT_MS, cb));
+}
+
 /** Exactly-once delivery; see the module comment. */
 export class ExactlyOnceDelivery implements Delivery {
-  private readonly tracker: OffsetTracker;
   private readonly writer: OutputWriter;
+  private readonly sink: OutputSink;
+  private producer: Producer;
   /** Every transactional step runs on this chain, in order: sends, commits, aborts. */
   private chain: Promise<void> = Promise.resolve();
   private unsent = 0;
@@ -55,37 +85,33 @@ export class ExactlyOnceDelivery implements Delivery {
   /** Bumped by an abort: batches dispatched before it are dropped, not produced. */
   private epoch = 0;
   private open = false;
-  /** The batches in the open transaction, with their outputs (counted once committed). */
-  private batches: Array<{ batch: TrackedBatch; outputs: readonly Output[] }> = [];
+  /** The sends of the open transaction (counted once committed). */
+  private sent: SentOutputs[] = [];
   private records = 0;
-  /** Set by a failed delivery report: the open transaction can only be aborted. */
-  private doomed: LibrdKafkaError | undefined;
   /** Inputs whose outputs the broker refused for good: sent as dead letters when they come again. */
   private readonly refused = new Map<string, LibrdKafkaError>();
   /** Commits the open transaction `commitIntervalMs` after it began. */
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Set once the shutdown began: nothing is retried any more, and calls end by the deadline. */
+  private finishing = false;
+  private deadline = Infinity;
+  /** When fenced producers were replaced, within the last window. */
+  private renewals: number[] = [];
 
   constructor(private readonly ctx: TransactionalContext) {
-    this.tracker = new OffsetTracker(ctx.inputTopic);
     this.writer = new OutputWriter(ctx);
-    ctx.producer.on('delivery-report', (err, report) => {
-      if (report.opaque === SHADOW_OUTPUT) this.writer.shadowReport(err, report.topic);
-      else this.onDelivery(err, report);
-    });
+    this.producer = ctx.producer;
+    this.sink = new OutputSink(ctx.producer);
   }
 
-  /** Initialises the producer's transactions; fences an older instance with the same transactional.id. */
-  async init(): Promise<void> {
-    await call((cb) => this.ctx.producer.initTransactions(TRANSACTION_TIMEOUT_MS, cb));
+  private get ledger() {
+    return this.ctx.owner.ledger;
   }
 
-  get inFlight(): number {
-    return this.tracker.inFlight;
-  }
-
-  track(messages: readonly Message[]): TrackedBatch {
-    return this.tracker.add(messages);
+  /** Whether the processor is stopping after a fatal error. */
+  private halted(): boolean {
+    return this.ctx.owner.fatal.current !== undefined;
   }
 
   send(batch: TrackedBatch, outputs: Promise<readonly Output[]>): Promise<void> {
@@ -104,158 +130,211 @@ export class ExactlyOnceDelivery implements Delivery {
     return sent;
   }
 
-  pending(partitions?: readonly number[]): number {
-    return this.tracker.pending(partitions);
-  }
-
-  async release(partitions: readonly number[], deadline: number): Promise<void> {
+  async release(_partitions: readonly number[], deadline: number): Promise<void> {
     // Batches of these partitions already dispatched go into the transaction first (the chain keeps
     // order), then it commits while the group generation that owns them is still current.
-    if (!this.stopped) {
-      await this.waiting.until(() => this.unsent === 0, deadline, () => this.ctx.failed());
-      await this.enqueue(() => this.commit('rebalance'));
-    }
-    this.tracker.drop(partitions);
-  }
-
-  deliveredUpTo(): Map<number, number> {
-    // The committed offsets are exact in this mode: they move with the outputs, in one transaction.
-    return new Map();
+    if (this.stopped) return;
+    await this.waiting.until(() => this.unsent === 0, deadline, () => this.halted());
+    await this.enqueue(() => this.commit('rebalance'));
   }
 
   async finish(_assigned: readonly number[], deadline: number): Promise<boolean> {
     clearTimeout(this.timer);
-    const drained = await this.waiting.until(() => this.unsent === 0, deadline, () => this.ctx.failed());
-    if (!this.ctx.failed()) await this.enqueue(() => this.commit('shutdown')).catch(() => undefined);
+    this.finishing = true;
+    this.deadline = deadline;
+    const drained = await this.waiting.until(() => this.unsent === 0, deadline, () => this.halted());
+    if (!this.halted()) {
+      // The last commit is bounded by the shutdown deadline too: with the brokers away it would wait
+      // out the transactional timeout.
+      const left = Math.max(1, deadline - Date.now());
+      const committed = this.enqueue(() => this.commit('shutdown'));
+      await Promise.race([committed.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, left).unref())]);
+    }
+    const clean = drained && !this.halted() && !this.open;
     this.stopped = true;
-    return drained && !this.ctx.failed() && !this.open;
+    return clean;
   }
 
   /** Runs `step` after every step before it; a step's failure stops the processor. */
   private enqueue(step: () => Promise<void>): Promise<void> {
     const run = this.chain.then(step);
-    this.chain = run.catch((err) => this.ctx.fail(err as Error));
+    this.chain = run.catch((err) => this.ctx.owner.fatal.raise(err as Error));
     return run;
   }
 
   private async produceBatch(batch: TrackedBatch, outputs: readonly Output[]): Promise<void> {
     if (!this.open) {
-      await call((cb) => this.ctx.producer.beginTransaction(cb));
+      try {
+        await call((cb) => this.producer.beginTransaction(cb));
+      } catch (err) {
+        await this.failed(err as LibrdKafkaError, 'begin');
+        return;
+      }
       this.open = true;
       // Its first records wait at most this long to become visible.
       this.timer = setTimeout(() => { void this.enqueue(() => this.commit('interval')).catch(() => undefined); },
         this.ctx.commitIntervalMs);
     }
-    const kept: Output[] = new Array(outputs.length);
-    for (let row = 0; row < outputs.length; row++) {
-      const refusal = this.refused.get(positionKey(outputs[row]));
-      const output = refusal ? this.writer.rejected(outputs[row], refusal) : outputs[row];
-      kept[row] = (await this.writer.produce(new InFlightOutput(output, batch, row))).output;
+    let kept = outputs;
+    if (this.refused.size > 0) {
+      kept = outputs.map((o) => {
+        const refusal = this.refused.get(positionKey(o));
+        return refusal ? this.writer.rejected(o, refusal) : o;
+      });
     }
-    this.batches.push({ batch, outputs: kept });
+    const sent = await this.sink.send({ batch, outputs: kept }, (o, e) => this.writer.rejected(o, e));
+    if (this.ctx.shadow) writeShadows(this.ctx.shadow, sent.outputs);
+    this.sent.push(sent);
     this.records += outputs.length;
     if (this.records >= MAX_RECORDS_PER_TRANSACTION) await this.commit('size');
   }
 
   /**
-   * Commits the open transaction with the offsets after its batches. An abortable failure aborts it and
-   * rewinds; a fatal one (fenced) stops the processor.
+   * Commits the open transaction with the offsets after its sends. An abortable failure aborts it and
+   * rewinds; a fenced producer is replaced; any other fatal error stops the processor.
    */
   private async commit(why: string): Promise<void> {
     if (!this.open || this.stopped) return;
-    const offsets = this.offsetsAfter();
+    const offsets = this.ctx.owner.offsetsAfter(this.sent.map((s) => s.batch));
     try {
-      if (this.doomed) throw this.doomed;
-      await call((cb) => this.ctx.producer.sendOffsetsToTransaction(offsets.map((o) => ({ ...o })),
-        this.ctx.consumer, TRANSACTION_TIMEOUT_MS, cb));
-      await call((cb) => this.ctx.producer.commitTransaction(TRANSACTION_TIMEOUT_MS, cb));
+      await this.sink.settle(async () => {
+        await this.sink.reportsSettled();
+        const failure = this.sink.reportedFailures()[0];
+        // The transaction cannot commit with a lost output: abort at once rather than ask.
+        if (failure) throw failure.error;
+        await call((cb) => this.producer.sendOffsetsToTransaction(offsets.map((o) => ({ ...o })),
+          this.ctx.consumer, this.callTimeout(), cb));
+        await call((cb) => this.producer.commitTransaction(this.callTimeout(), cb));
+      });
     } catch (err) {
       await this.failed(err as LibrdKafkaError, why);
       return;
     }
     const now = Date.now();
-    for (const { batch, outputs } of this.batches) {
+    for (const { batch, outputs } of this.sent) {
       for (let row = 0; row < outputs.length; row++) {
-        this.tracker.delivered(batch, row);
-        if (outputs[row].skipped === undefined) this.writer.delivered(outputs[row], now);
+        this.ledger.delivered(batch, row);
+        this.writer.delivered(outputs[row], now);
       }
     }
     this.ctx.log.debug('transaction committed', { why, records: this.records, offsets });
     this.reset();
-    this.ctx.metrics.inFlight.set({}, this.tracker.inFlight);
+    this.ctx.metrics.inFlight.set({}, this.ledger.inFlight);
     this.progress();
   }
 
-  /** What to do with a failed transactional call: fatal errors stop, the rest abort and rewind. */
+  /** What to do with a failed transactional call; see the module comment. */
   private async failed(err: LibrdKafkaError, why: string): Promise<void> {
-    if (err.isFatal || classifyProducerError(err) === 'fatal') {
+    // Outputs the broker refused for good: their inputs become dead letters when read again.
+    await this.sink.reportsSettled();
+    for (const f of this.sink.reportedFailures()) {
+      const output = f.sent.outputs[f.index];
+      const kind = classifyProducerError(f.error);
+      this.ctx.metrics.deliveryFailures.inc();
+      this.ctx.log.error('delivery failed', {
+        topic: output.topic, sourcePartition: output.source.partition, sourceOffset: output.source.offset,
+        error: f.error.message, code: f.error.code, kind,
+      });
+      if (kind === 'record') this.refused.set(positionKey(output), f.error);
+    }
+    this.ctx.metrics.commitFailures.inc();
+    const kind = classifyProducerError(err);
+    if (kind === 'unauthorized') {
       this.reset();
-      throw fenced(this.ctx.transactionalId, `can no longer commit (${err.message})`);
+      throw new TransactionError(`the transactional producer '${this.ctx.transactionalId}' is not authorized `
+        + `(${err.message}): the cluster's ACLs must allow it to write the output topics and to use its `
+        + 'transactional.id. Nothing of the open transaction is visible to read_committed readers');
+    }
+    if (kind === 'fenced' || err.isFatal) {
+      await this.renew(err, why);
+      return;
+    }
+    if (this.finishing) {
+      // Stopping: an abort would only make the exit wait. The coordinator aborts the transaction when
+      // it times out, or when this instance starts again; its records are read again then.
+      this.reset();
+      return;
     }
     this.ctx.log.warn('transaction aborted; rewinding to the committed offsets', {
       why, records: this.records, error: err.message, code: err.code,
     });
-    this.ctx.metrics.deliveryFailures.inc();
-    try {
-      await call((cb) => this.ctx.producer.abortTransaction(TRANSACTION_TIMEOUT_MS, cb));
-    } catch (abortErr) {
-      const e = abortErr as LibrdKafkaError;
-      this.reset();
-      throw fenced(this.ctx.transactionalId, `could not abort its transaction (${e.message})`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await call((cb) => this.producer.abortTransaction(TRANSACTION_TIMEOUT_MS, cb));
+        break;
+      } catch (abortErr) {
+        const e = abortErr as LibrdKafkaError;
+        if (classifyProducerError(e) === 'fenced' || e.isFatal) {
+          await this.renew(e, why);
+          return;
+        }
+        // The coordinator away (a broker restart): the abort is retried until it answers or the stop.
+        if ((e.code === CODES.ERRORS.ERR__TIMED_OUT || e.isRetriable) && !this.halted() && !this.finishing) {
+          if (attempt === 1) this.ctx.log.warn('abort not answered yet; retrying', { error: e.message });
+          continue;
+        }
+        this.reset();
+        throw new TransactionError(`the transactional producer '${this.ctx.transactionalId}' could not abort `
+          + `its transaction (${e.message})`);
+      }
     }
+    await this.restartFromCommitted();
+  }
+
+  /**
+   * Replaces a fenced (or otherwise dead) producer with a new one under the same transactional.id and
+   * resumes from the committed offsets, unless this keeps happening: then another live instance has
+   * the same id.
+   */
+  private async renew(err: LibrdKafkaError, why: string): Promise<void> {
+    const now = Date.now();
+    this.renewals = this.renewals.filter((t) => now - t < RENEWAL_WINDOW_MS);
+    if (this.renewals.length >= MAX_RENEWALS) {
+      this.reset();
+      throw new TransactionError(`the transactional producer '${this.ctx.transactionalId}' was fenced `
+        + `${MAX_RENEWALS + 1} times within ${RENEWAL_WINDOW_MS / 1000} s (last: ${err.message}): another running `
+        + 'instance uses the same transactional.id. Give each instance its own --instance-id');
+    }
+    this.renewals.push(now);
+    this.ctx.log.warn('transactional producer fenced; replacing it and resuming from the committed offsets', {
+      why, records: this.records, error: err.message, code: err.code, transactionalId: this.ctx.transactionalId,
+    });
+    this.reset();
+    this.sink.discard();
+    await new Promise((resolve) => setTimeout(resolve, RENEW_DELAY_MS));
+    // The consumer was fenced meanwhile: this instance is the zombie, and it stops.
+    if (this.halted()) return;
+    this.producer = await this.ctx.renewProducer();
+    this.sink.attach(this.producer);
+    this.ctx.log.info('transactional producer replaced', { transactionalId: this.ctx.transactionalId });
+    await this.restartFromCommitted();
+  }
+
+  /** After an abort: everything fetched so far is read again after the rewind, and tracked afresh then. */
+  private async restartFromCommitted(): Promise<void> {
     this.epoch++;
     this.reset();
-    // Everything fetched so far is read again after the rewind, and tracked afresh then.
-    this.tracker.dropAll();
-    await this.ctx.rewind();
+    this.sink.discard();
+    await this.ctx.owner.rewind();
     this.progress();
   }
 
   private reset(): void {
     clearTimeout(this.timer);
     this.open = false;
-    this.batches = [];
+    this.sent = [];
     this.records = 0;
-    this.doomed = undefined;
   }
 
-  /** Per partition, the offset after the last record of the open transaction. */
-  private offsetsAfter(): PartitionOffset[] {
-    const after = new Map<number, number>();
-    for (const { batch } of this.batches) {
-      for (const [partition, offset] of this.tracker.endOffsets(batch)) {
-        if (offset > (after.get(partition) ?? -1)) after.set(partition, offset);
-      }
-    }
-    return [...after].map(([partition, offset]) => ({ topic: this.ctx.inputTopic, partition, offset }));
-  }
-
-  private onDelivery(err: LibrdKafkaError | null, report: DeliveryReport): void {
-    if (!err) return;
-    const item = report.opaque as InFlightOutput;
-    const kind = classifyProducerError(err);
-    this.ctx.log.error('delivery failed', {
-      topic: item.output.topic, sourcePartition: item.output.source.partition, sourceOffset: item.output.source.offset,
-      error: err.message, kind,
-    });
-    // The transaction cannot commit with a lost output; a refused one is a dead letter next time.
-    if (kind === 'record') this.refused.set(positionKey(item.output), err);
-    this.doomed ??= err;
+  /** A transactional call's bound: {@link TRANSACTION_TIMEOUT_MS}, and no later than the shutdown's deadline. */
+  private callTimeout(): number {
+    return Math.max(1, Math.min(TRANSACTION_TIMEOUT_MS, this.deadline - Date.now()));
   }
 
   private progress(): void {
     this.waiting.signal();
     this.ctx.onProgress();
   }
-}
-
-/** The fatal error's message: what happened, what it means for the outputs, and what to do. */
-function fenced(transactionalId: string, what: string): TransactionFencedError {
-  return new TransactionFencedError(`the transactional producer '${transactionalId}' ${what}. `
-    + 'The transaction coordinator has fenced it: another instance with the same transactional.id started, '
-    + 'or a broker restart moved the coordinator on. Nothing of the open transaction is visible to '
-    + 'read_committed readers. Restart this instance: it resumes from the committed offsets. If two running '
-    + 'instances share an id, give each its own --instance-id');
 }
 
 function positionKey(output: Output): string {

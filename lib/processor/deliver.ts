@@ -1,92 +1,93 @@
 /**
- * The deliver stage: produces each batch's outputs, in batch order, and decides from the delivery
- * reports which input offsets may be committed. The processor talks to it through {@link Delivery};
- * {@link AtLeastOnceDelivery} is the default mode.
+ * The deliver stage: sends each batch's outputs, in batch order, through the {@link OutputSink}, and
+ * decides from what the sink settles which input offsets may be committed. The processor talks to it
+ * through {@link Delivery}; {@link AtLeastOnceDelivery} is the default mode.
  *
- * At-least-once: a partition's offset is stored (and later committed by librdkafka's auto-commit) only
- * once the output of every record before it has a successful delivery report.
+ * At-least-once: outputs are acknowledged per batch. Whenever sends are unsettled, one flush settles
+ * every output sent before it began; a partition's offset is then stored (and committed by librdkafka's
+ * auto-commit, once a second) over the contiguous run of records whose outputs were delivered. An
+ * output librdkafka gave up on is never sent again as it was (librdkafka has retried it within
+ * `message.timeout.ms`, and a late copy would land behind later outputs of its partition): one the
+ * broker refuses for good becomes a dead letter of its input; any other failure stops the processor
+ * with nothing stored past that record, which is scored again after a restart.
  */
-import type { DeliveryReport, KafkaConsumer, LibrdKafkaError, Message } from 'node-rdkafka';
-import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
-import type { Output } from './output';
+import type { LibrdKafkaError, Producer } from 'node-rdkafka';
+import { CODES } from 'node-rdkafka';
+import type { TrackedBatch } from './offsets';
+import type { Output, ShadowOutput } from './output';
+import { OutputSink, type FailedOutput, type Settled, type SentOutputs } from './output-sink';
+import { OutputWriter, type WriterContext } from './output-writer';
+import { classifyProducerError } from './producer-errors';
+import type { Guarantee, PartitionOwner } from './partition-owner';
 import { Progress } from './progress';
-import { InFlightOutput, OutputWriter, classifyProducerError, type WriterContext, SHADOW_OUTPUT } from './output-writer';
+import type { ShadowWriter } from './shadow-writer';
 
-/** Attempts to deliver one output before the processor stops without storing past it. */
-const DELIVERY_ATTEMPTS = 3;
+/**
+ * How long one flush waits for librdkafka to finish with the outputs before looking again: it returns
+ * as soon as they are done, so this only bounds a flush while the brokers are unreachable.
+ */
+const FLUSH_TIMEOUT_MS = 2_000;
 
-/** How the processor hands its work to a delivery mode. */
-export interface Delivery {
-  /** Records fetched and not yet delivered, across all partitions. */
-  readonly inFlight: number;
-  /** Registers a fetched batch before it is scored: from now on its records count as in flight. */
-  track(messages: readonly Message[]): TrackedBatch;
+/** A delivery error that stops the processor: an output librdkafka could not deliver. */
+export class DeliveryError extends Error {
+  override readonly name = 'DeliveryError';
+}
+
+/**
+ * How the processor hands its work to a delivery mode. A delivery mode reports what was acknowledged
+ * to the partition owner, and raises its first fatal error there.
+ */
+export interface Delivery extends Guarantee {
   /**
-   * Produces a batch's outputs once they are scored, after every batch sent before it. Resolves when
-   * they are all handed to the producer; rejects on an error that must stop the processor.
+   * Sends a batch's outputs once they are scored, after every batch sent before it. Resolves when
+   * they are all handed to the producer.
    */
   send(batch: TrackedBatch, outputs: Promise<readonly Output[]>): Promise<void>;
-  /** Records of the given partitions (all when omitted) whose outputs are not delivered yet. */
-  pending(partitions?: readonly number[]): number;
-  /** Before revoked partitions go: their outputs delivered (or the deadline passed), their offsets committed. */
-  release(partitions: readonly number[], deadline: number): Promise<void>;
-  /**
-   * For partitions assigned again: the offset after the last record whose output this instance
-   * delivered, kept across the rebalance even when its commit failed. Partitions never held are absent.
-   */
-  deliveredUpTo(partitions: readonly number[]): Map<number, number>;
-  /** At shutdown, after the last send: flush the producer and commit what was delivered. Resolves with whether all was. */
+  /** At shutdown, after the last send: flush and commit what was delivered. Resolves with whether all was. */
   finish(assigned: readonly number[], deadline: number): Promise<boolean>;
 }
 
 /** What the deliver stage needs from the processor. */
 export interface DeliveryContext extends WriterContext {
-  readonly consumer: KafkaConsumer;
-  /** Partitions currently assigned: only theirs are stored. */
-  assignedPartitions(): readonly number[];
-  /** Called after every delivery report: the fetch loop and the drains wait on it. */
+  readonly producer: Producer;
+  readonly owner: PartitionOwner;
+  /** Where shadow outputs go, when there is a shadow topic. */
+  readonly shadow?: ShadowWriter;
+  /** Called after every settle: the fetch loop waits on it. */
   onProgress(): void;
-  /** Stops the processor with a fatal error. */
-  fail(err: Error): void;
-  /** Whether the processor is stopping after a fatal error: waiting for deliveries is then pointless. */
-  failed(): boolean;
 }
 
 /** Default delivery mode; see the module comment. */
 export class AtLeastOnceDelivery implements Delivery {
-  private readonly tracker: OffsetTracker;
-  /** Outputs are produced batch after batch, in consumption order, whatever order predictions finish in. */
+  private readonly sink: OutputSink;
+  private readonly writer: OutputWriter;
+  /** Outputs are sent batch after batch, in consumption order, whatever order predictions finish in. */
   private chain: Promise<void> = Promise.resolve();
-  private storeScheduled = false;
+  /** The settle loop, while it runs. */
+  private settling: Promise<void> | undefined;
   private closing = false;
-  /** Per partition, the offset after the last record whose output was delivered: survives revocations. */
-  private readonly delivered = new Map<number, number>();
   /** Batches sent whose outputs are not all handed to the producer yet. */
   private unsent = 0;
-  /** Drains waiting for the next delivery report. */
+  /** Drains waiting for the next settle. */
   private readonly waiting = new Progress();
-  private readonly writer: OutputWriter;
 
   constructor(private readonly ctx: DeliveryContext) {
-    this.tracker = new OffsetTracker(ctx.inputTopic);
     this.writer = new OutputWriter(ctx);
-    ctx.producer.on('delivery-report', (err, report) => {
-      if (report.opaque === SHADOW_OUTPUT) this.writer.shadowReport(err, report.topic);
-      else this.onDelivery(err, report);
-    });
+    this.sink = new OutputSink(ctx.producer);
   }
 
-  get inFlight(): number {
-    return this.tracker.inFlight;
+  private get ledger() {
+    return this.ctx.owner.ledger;
   }
 
-  track(messages: readonly Message[]): TrackedBatch {
-    return this.tracker.add(messages);
+  /** Whether the processor is stopping after a fatal error: waiting for acknowledgements is then pointless. */
+  private halted(): boolean {
+    return this.ctx.owner.fatal.current !== undefined;
   }
 
   send(batch: TrackedBatch, outputs: Promise<readonly Output[]>): Promise<void> {
     this.unsent++;
-    const sent = this.chain.then(() => outputs).then((o) => this.produceAll(batch, o));
+    const sent = this.chain.then(() => outputs).then((o) => this.sendOutputs({ batch, outputs: o }));
     this.chain = sent.catch(() => undefined).finally(() => {
       this.unsent--;
       this.progress();
@@ -94,89 +95,94 @@ export class AtLeastOnceDelivery implements Delivery {
     return sent;
   }
 
-  pending(partitions?: readonly number[]): number {
-    return this.tracker.pending(partitions);
-  }
-
   async release(partitions: readonly number[], deadline: number): Promise<void> {
-    if (!this.closing) {
-      const drained = await this.waiting.until(() => this.tracker.pending(partitions) === 0, deadline, () => this.ctx.failed());
-      if (!drained) this.ctx.log.warn('revoked partitions still had undelivered outputs', { partitions });
-      const offsets = this.tracker.takeStorable(partitions, true);
-      for (const o of offsets) this.delivered.set(o.partition, Math.max(o.offset, this.delivered.get(o.partition) ?? -1));
-      this.commit(offsets);
-    }
-    this.tracker.drop(partitions);
-  }
-
-  deliveredUpTo(partitions: readonly number[]): Map<number, number> {
-    const out = new Map<number, number>();
-    for (const p of partitions) {
-      const offset = this.delivered.get(p);
-      if (offset !== undefined) out.set(p, offset);
-    }
-    return out;
+    if (this.closing) return;
+    const drained = await this.waiting.until(() => this.ledger.pending(partitions) === 0, deadline, () => this.halted());
+    if (!drained) this.ctx.log.warn('revoked partitions still had undelivered outputs', { partitions });
+    this.ctx.owner.commitAcknowledged(partitions);
   }
 
   async finish(assigned: readonly number[], deadline: number): Promise<boolean> {
     // Bounded like the rest: a batch whose scoring never ends must not hold the shutdown.
-    const drained = await this.waiting.until(() => this.unsent === 0 && this.tracker.pending() === 0, deadline, () => this.ctx.failed());
-    const flushed = await new Promise<boolean>((resolve) => {
-      this.ctx.producer.flush(Math.max(1, deadline - Date.now()), (err) => {
-        if (err) this.ctx.log.error('flush failed', { error: err.message });
-        resolve(!err);
-      });
-    });
-    // Whatever was delivered is committed, also after a failure: the tracker never passes a lost output.
-    this.commit(this.tracker.takeStorable(assigned, true));
+    const drained = await this.waiting.until(() => this.unsent === 0 && this.ledger.pending() === 0, deadline, () => this.halted());
+    // The settle loop stops here; the last flush below settles whatever it had not.
     this.closing = true;
-    return drained && flushed && !this.tracker.hasFailure;
+    const flushed = this.sink.unsettled === 0 || await this.sink.settle(() => flush(this.ctx.producer, Math.max(1, deadline - Date.now())))
+      .then((settled) => {
+        this.apply(settled);
+        return settled.failed.length === 0;
+      }, (err: Error) => {
+        this.ctx.log.error('flush failed', { error: err.message });
+        return false;
+      });
+    // Whatever was delivered is stored, also after a failure: the tracker never passes a lost output.
+    // Closing the consumer commits it; a commit here that waited for unreachable brokers would hold
+    // the shutdown past its deadline.
+    this.ctx.owner.storeAll(assigned);
+    return drained && flushed && !this.ledger.hasFailure;
   }
 
-  /** Hands a batch's outputs to the producer in order; awaits only when librdkafka's queue is full. */
-  private async produceAll(batch: TrackedBatch, outputs: readonly Output[]): Promise<void> {
-    for (let row = 0; row < outputs.length; row++) {
-      await this.produceItem(new InFlightOutput(outputs[row], batch, row));
+  private async sendOutputs(sent: SentOutputs): Promise<void> {
+    const final = await this.sink.send(sent, (output, err) => this.writer.rejected(output, err));
+    if (this.ctx.shadow) writeShadows(this.ctx.shadow, final.outputs);
+    this.settleSoon();
+  }
+
+  /** Starts the settle loop unless it runs: it flushes while anything sent is unsettled. */
+  private settleSoon(): void {
+    this.settling ??= this.settleLoop().finally(() => { this.settling = undefined; });
+  }
+
+  private async settleLoop(): Promise<void> {
+    while (this.sink.unsettled > 0 && !this.halted() && !this.closing) {
+      let settled: Settled;
+      try {
+        settled = await this.sink.settle(() => flush(this.ctx.producer, FLUSH_TIMEOUT_MS));
+      } catch (err) {
+        // Timed out: the brokers are slow or away (the outage is logged elsewhere); flush again.
+        if ((err as LibrdKafkaError).code !== CODES.ERRORS.ERR__TIMED_OUT) this.ctx.log.warn('flush failed', { error: err });
+        continue;
+      }
+      if (!this.closing) this.apply(settled);
     }
   }
 
-  private async produceItem(item: InFlightOutput): Promise<void> {
-    const produced = await this.writer.produce(item);
-    if (produced.output.skipped === undefined) return;
-    // No output at all: the record is done, and its offset may pass.
-    this.tracker.delivered(produced.batch, produced.row);
-    this.scheduleStore();
+  /** Marks delivered rows done, handles failed outputs, and stores the offsets that advanced. */
+  private apply(settled: Settled): void {
+    if (settled.delivered.length === 0 && settled.failed.length === 0) return;
+    const now = Date.now();
+    for (const s of settled.delivered) {
+      const { batch, outputs, rows } = s;
+      for (let i = 0; i < outputs.length; i++) {
+        this.ledger.delivered(batch, rows ? rows[i] : i);
+        this.writer.delivered(outputs[i], now);
+      }
+    }
+    for (const f of settled.failed) this.failed(f);
+    this.storeOffsets();
     this.progress();
   }
 
-  private onDelivery(err: LibrdKafkaError | null, report: DeliveryReport): void {
-    const item = report.opaque as InFlightOutput;
-    const { output } = item;
-    if (err) {
-      this.ctx.metrics.deliveryFailures.inc();
-      const position = this.tracker.positionOf(item.batch, item.row);
-      const kind = classifyProducerError(err);
-      this.ctx.log.error('delivery failed', {
-        topic: output.topic, sourcePartition: position.partition, sourceOffset: position.offset,
-        attempt: item.attempt, error: err.message, code: err.code, kind,
-      });
-      if (kind === 'record' && !this.closing) {
-        const replacement = new InFlightOutput(this.writer.rejected(output, err), item.batch, item.row);
-        this.produceItem(replacement).catch((e) => this.ctx.fail(e as Error));
-      } else if (kind === 'transient' && item.attempt < DELIVERY_ATTEMPTS && !this.closing) {
-        this.produceItem(item).catch((e) => this.ctx.fail(e as Error));
-      } else {
-        this.tracker.failed(item.batch, item.row);
-        this.ctx.fail(new Error(`could not deliver to ${output.topic} the output of ${this.ctx.inputTopic} `
-          + `partition ${position.partition} offset ${position.offset}: ${err.message}`));
-      }
-      this.progress();
+  /** A refused output becomes a dead letter, sent now; any other failure stops the processor. */
+  private failed(f: FailedOutput): void {
+    const output = f.sent.outputs[f.index];
+    const row = f.sent.rows?.[f.index] ?? f.index;
+    const kind = classifyProducerError(f.error);
+    this.ctx.metrics.deliveryFailures.inc();
+    const position = this.ledger.positionOf(f.sent.batch, row);
+    this.ctx.log.error('delivery failed', {
+      topic: output.topic, sourcePartition: position.partition, sourceOffset: position.offset,
+      error: f.error.message, code: f.error.code, kind,
+    });
+    if (kind === 'record' && !this.closing) {
+      const replacement = this.writer.rejected(output, f.error);
+      this.sink.send({ batch: f.sent.batch, outputs: [replacement], rows: [row] }, (o, e) => this.writer.rejected(o, e))
+        .then(() => this.settleSoon(), (e) => this.ctx.owner.fatal.raise(e as Error));
       return;
     }
-    this.tracker.delivered(item.batch, item.row);
-    this.writer.delivered(output, Date.now());
-    this.scheduleStore();
-    this.progress();
+    this.ledger.failed(f.sent.batch, row);
+    this.ctx.owner.fatal.raise(new DeliveryError(`could not deliver to ${output.topic} the output of ${this.ctx.inputTopic} `
+      + `partition ${position.partition} offset ${position.offset}: ${f.error.message}`));
   }
 
   private progress(): void {
@@ -184,32 +190,22 @@ export class AtLeastOnceDelivery implements Delivery {
     this.ctx.onProgress();
   }
 
-  /** Stores advanced offsets once per turn of the event loop rather than once per delivery report. */
-  private scheduleStore(): void {
-    if (this.storeScheduled) return;
-    this.storeScheduled = true;
-    setImmediate(() => {
-      this.storeScheduled = false;
-      this.ctx.metrics.inFlight.set({}, this.tracker.inFlight);
-      if (this.closing) return;
-      const offsets = this.tracker.takeStorable(this.ctx.assignedPartitions());
-      if (offsets.length === 0) return;
-      try {
-        this.ctx.consumer.offsetsStore(offsets.map((o) => ({ ...o })));
-      } catch (err) {
-        this.ctx.log.warn('could not store offsets', { offsets, error: err });
-      }
-    });
+  private storeOffsets(): void {
+    this.ctx.metrics.inFlight.set({}, this.ledger.inFlight);
+    if (!this.closing) this.ctx.owner.storeAcknowledged();
   }
+}
 
-  private commit(offsets: PartitionOffset[]): void {
-    if (offsets.length === 0) return;
-    try {
-      this.ctx.consumer.offsetsStore(offsets.map((o) => ({ ...o })));
-      this.ctx.consumer.commitSync(offsets.map((o) => ({ ...o })));
-      this.ctx.log.info('offsets committed', { offsets });
-    } catch (err) {
-      this.ctx.log.warn('commit failed', { offsets, error: err });
-    }
-  }
+/** Waits until librdkafka is done with every output handed to `producer` (delivered or failed). */
+export function flush(producer: Producer, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    producer.flush(timeoutMs, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+/** Hands the shadow outputs of a batch's main outputs to the shadow writer. */
+export function writeShadows(shadow: ShadowWriter, outputs: readonly Output[]): void {
+  let shadows: ShadowOutput[] | undefined;
+  for (const o of outputs) if (o.shadow) (shadows ??= []).push(o.shadow);
+  if (shadows) shadow.write(shadows);
 }

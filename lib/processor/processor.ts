@@ -1,12 +1,15 @@
 /**
  * The stream processor: consumes PredictRequest records in a consumer group and writes each to the
- * suspicious, regular or dead-letter topic. Three stages, each in its own module:
- * - fetch (`fetch.ts`): natural batching from the consumer, and rebalances;
+ * suspicious, regular or dead-letter topic. The stages, each in its own module:
+ * - fetch (`fetch.ts`): a source of batches, with natural batching;
  * - score (`score.ts`): validate, predict, explain, and build each record's output;
- * - deliver (`deliver.ts`): produce, delivery reports, and the offsets that may be committed.
+ * - deliver (`deliver.ts`, `deliver-transactional.ts`, `output-sink.ts`): send, and acknowledge per batch;
+ * - the partition owner (`partition-owner.ts`): the assignment, what is in flight and acknowledged,
+ *   commits, revocations and rewinds; the other stages report to it;
+ * - the model lifecycle (`model-reload.ts`, `model-gate.ts`, `serving-model.ts`, `shadow.ts`).
  * This module creates the Kafka clients, wires the stages together and runs the lifecycle.
  */
-import { KafkaConsumer, Producer, type LibrdKafkaError, type Message, type TopicPartition } from 'node-rdkafka';
+import { CODES, KafkaConsumer, Producer, type LibrdKafkaError, type TopicPartition } from 'node-rdkafka';
 import { EXIT } from '../exit';
 import type { ProcessorConfig } from '../config';
 import type { Logger } from '../log';
@@ -14,8 +17,10 @@ import type { ProcessorMetrics } from '../metrics';
 import { hostname } from 'node:os';
 import { ConfigError } from '../config';
 import { AtLeastOnceDelivery, type Delivery, type DeliveryContext } from './deliver';
-import { ExactlyOnceDelivery } from './deliver-transactional';
-import { Fetcher } from './fetch';
+import { ExactlyOnceDelivery, initTransactions } from './deliver-transactional';
+import { ShadowWriter } from './shadow-writer';
+import { RecordSource, type AdmittedBatch } from './fetch';
+import { PartitionOwner } from './partition-owner';
 import { BatchScorer, type Scorer } from './score';
 import { ModelReloader, type ReloadOutcome } from './model-reload';
 import { ServingModel, type ServedClassifier } from './serving-model';
@@ -32,6 +37,20 @@ export type { ReloadOutcome } from './model-reload';
 const LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000;
 /** Scored batches in flight at once: one being predicted while the previous ones are produced. */
 const MAX_BATCHES_IN_FLIGHT = 3;
+/** node-rdkafka hands a connection failure over as text alone (code -1). */
+const TRANSPORT_TEXT = /broker transport failure/i;
+/** The least time each client gets to disconnect at shutdown, even past the deadline. */
+const SHUTDOWN_DISCONNECT_MIN_MS = 1_000;
+/** How long a fenced producer gets to close before it is left behind. */
+const RENEW_DISCONNECT_MS = 5_000;
+/** At most one warn line about failing offset commits per this long. */
+const COMMIT_WARN_INTERVAL_MS = 60_000;
+
+/** A producer's global and topic configuration, kept to make a new one like it. */
+interface ProducerSettings {
+  readonly global: Record<string, unknown>;
+  readonly topic: Record<string, unknown>;
+}
 
 /** What the processor needs from outside: the model, settings, a logger and metrics. */
 export interface ProcessorOptions {
@@ -49,8 +68,16 @@ export class StreamProcessor {
   private readonly log: Logger;
   private readonly metrics: ProcessorMetrics;
   private readonly consumer: KafkaConsumer;
-  private readonly producer: Producer;
-  private readonly fetcher: Fetcher;
+  /** The main outputs' producer; under exactly-once a fenced one is replaced by a new one. */
+  private producer: Producer;
+  private readonly producerConfig: ProducerSettings;
+  /** The shadow outputs' own producer, with --shadow-topic: its failures never touch the main stream. */
+  private readonly shadowProducer: Producer | undefined;
+  /** Offset commits that failed since the last warn line about them. */
+  private commitFailuresUnreported = 0;
+  private commitFailureWarnedAt = 0;
+  private readonly owner: PartitionOwner;
+  private readonly source: RecordSource;
   private readonly scorer: BatchScorer;
   private readonly delivery: Delivery;
   private readonly health: BrokerHealth;
@@ -59,7 +86,7 @@ export class StreamProcessor {
   private readonly maxInFlight: number;
   /** The producer's transactional.id under exactly-once: the group id and the instance id (or host name). */
   private readonly transactionalId: string;
-  private transactions: ExactlyOnceDelivery | undefined;
+  private readonly exactlyOnce: boolean;
 
   private stopping = false;
   private fetchLoopDone: Promise<void> = Promise.resolve();
@@ -101,6 +128,7 @@ export class StreamProcessor {
       ...properties.global,
     };
     const exactlyOnce = config.guarantee === 'exactly-once';
+    this.exactlyOnce = exactlyOnce;
     /** Stable across restarts, unique per instance: initTransactions then aborts what a crash left open. */
     this.transactionalId = `${config.groupId}.${config.instanceId ?? hostname()}`;
     this.consumer = new KafkaConsumer({
@@ -119,60 +147,72 @@ export class StreamProcessor {
       ...common,
       // Statistics arrive through the event callback, so the consumer always has it.
       'event_cb': true,
-      'rebalance_cb': (err: LibrdKafkaError, assignment: TopicPartition[]) => this.fetcher.onRebalance(err, assignment),
+      // Commit results, so that failing commits are seen (counted and logged) as they happen.
+      'offset_commit_cb': true,
+      'rebalance_cb': (err: LibrdKafkaError, assignment: TopicPartition[]) => this.owner.onRebalance(err, assignment),
     }, { 'auto.offset.reset': 'earliest', ...properties.topic });
-    this.producer = new Producer({
-      // Idempotence makes the producer's own retries safe (no duplicates, no reordering); it needs acks=all.
-      'enable.idempotence': true,
-      // 1 ms: natural batching already hands librdkafka a batch's outputs at once; a longer linger only
-      // adds latency at low load.
-      'linger.ms': 1,
-      'dr_cb': true,
-      // Also bounds the batches librdkafka builds, so that many small outputs never make one batch
-      // larger than the topics accept.
-      'message.max.bytes': maxOutputBytes,
-      // 10 s, as Kafka Streams sets it under exactly-once: a crashed instance that is not restarted
-      // holds back read_committed readers of its output partitions for that long, not for a minute.
-      ...(exactlyOnce ? { 'transactional.id': this.transactionalId, 'transaction.timeout.ms': 10_000 } : {}),
-      ...common,
-    }, { 'acks': -1, ...properties.topic });
+    this.producerConfig = {
+      global: {
+        // Idempotence makes the producer's own retries safe (no duplicates, no reordering); it needs acks=all.
+        'enable.idempotence': true,
+        // 1 ms: natural batching already hands librdkafka a batch's outputs at once; a longer linger only
+        // adds latency at low load.
+        'linger.ms': 1,
+        // Reports of failed deliveries only, with the value to tell which output failed: outputs are
+        // acknowledged per batch by a flush or a transaction's commit (output-sink.ts).
+        'dr_msg_cb': true,
+        'delivery.report.only.error': true,
+        // Also bounds the batches librdkafka builds, so that many small outputs never make one batch
+        // larger than the topics accept.
+        'message.max.bytes': maxOutputBytes,
+        // 10 s, as Kafka Streams sets it under exactly-once: a crashed instance that is not restarted
+        // holds back read_committed readers of its output partitions for that long, not for a minute.
+        ...(exactlyOnce ? { 'transactional.id': this.transactionalId, 'transaction.timeout.ms': 10_000 } : {}),
+        ...common,
+      },
+      topic: { 'acks': -1, ...properties.topic },
+    };
+    this.producer = new Producer(this.producerConfig.global, this.producerConfig.topic);
+    // Best effort, outside transactions and offsets: one report per shadow output, for its metrics.
+    this.shadowProducer = config.shadowTopic === undefined ? undefined : new Producer({
+      'linger.ms': 5, 'dr_cb': true, 'message.max.bytes': maxOutputBytes, ...common, 'client.id': 'xgb-stream-shadow',
+    }, { ...properties.topic });
+    const shadowWriter = this.shadowProducer
+      ? new ShadowWriter(this.shadowProducer, logger, metrics, config.shadowTopic!) : undefined;
 
     this.health = new BrokerHealth(config.brokers, logger, metrics);
     this.scorer = new BatchScorer(serving, config, logger, metrics, maxOutputBytes, this.shadow);
     this.reloader = new ModelReloader(config, this.scorer, logger, metrics);
-    this.fetcher = new Fetcher({
-      consumer: this.consumer, config, log: logger, metrics,
-      stopping: () => this.stopping,
-      hasRoom: () => !this.scoring && this.batchesInFlight < MAX_BATCHES_IN_FLIGHT
-        && this.delivery.inFlight < this.maxInFlight,
-      nextProgress: () => this.nextProgress(),
-      dispatch: (batch) => this.dispatch(batch),
-      release: (partitions) => this.delivery.release(partitions, Date.now() + config.shutdownTimeoutMs),
-      deliveredUpTo: (partitions) => this.delivery.deliveredUpTo(partitions),
-      fail: (err) => this.fail(err),
-    });
+    // The owner first: the source and the delivery mode report to it, and it releases revoked
+    // partitions through the delivery mode.
+    this.owner = new PartitionOwner({ consumer: this.consumer, config, log: logger, metrics });
     const deliveryContext: DeliveryContext = {
-      producer: this.producer, consumer: this.consumer, inputTopic: config.inputTopic,
-      deadLetterTopic: config.deadLetterTopic,
-      outputTopics: [config.suspiciousTopic, config.regularTopic, config.deadLetterTopic,
-        ...(config.shadowTopic !== undefined ? [config.shadowTopic] : [])], maxOutputBytes,
+      producer: this.producer, owner: this.owner, inputTopic: config.inputTopic,
+      deadLetterTopic: config.deadLetterTopic, shadow: shadowWriter,
+      outputTopics: [config.suspiciousTopic, config.regularTopic, config.deadLetterTopic], maxOutputBytes,
       log: logger, metrics,
-      assignedPartitions: () => this.fetcher.assignedPartitions,
       onProgress: () => this.notifyProgress(),
-      fail: (err) => this.fail(err),
-      failed: () => this.fatalError !== undefined,
     };
     this.delivery = exactlyOnce
-      ? (this.transactions = new ExactlyOnceDelivery({
-        ...deliveryContext, commitIntervalMs: config.commitIntervalMs, transactionalId: this.transactionalId,
-        rewind: () => this.fetcher.rewind(),
-      }))
+      ? new ExactlyOnceDelivery({
+        ...deliveryContext, consumer: this.consumer, commitIntervalMs: config.commitIntervalMs,
+        transactionalId: this.transactionalId, renewProducer: () => this.renewProducer(),
+      })
       : new AtLeastOnceDelivery(deliveryContext);
+    this.owner.serve(this.delivery);
+    this.source = new RecordSource({
+      consumer: this.consumer, config, log: logger, owner: this.owner,
+      stopping: () => this.stopping,
+      hasRoom: () => !this.scoring && this.batchesInFlight < MAX_BATCHES_IN_FLIGHT
+        && this.owner.ledger.inFlight < this.maxInFlight,
+      nextProgress: () => this.nextProgress(),
+    });
+    void this.owner.fatal.raised.then((err) => this.fail(err));
   }
 
   /** Whether the processor holds partitions and reaches the cluster: what `/readyz` reports. */
   get ready(): boolean {
-    return !this.stopping && this.fetcher.assignedPartitions.length > 0 && this.health.outage === undefined;
+    return !this.stopping && this.owner.assignedPartitions.length > 0 && this.health.outage === undefined;
   }
 
   /** Why `/readyz` says not ready, when there is more to say than an empty assignment. */
@@ -198,7 +238,7 @@ export class StreamProcessor {
 
   /** Input partitions currently assigned to this instance. */
   get assignedPartitions(): number[] {
-    return this.fetcher.assignedPartitions;
+    return this.owner.assignedPartitions;
   }
 
   /** Connects, checks (or creates) the topics, subscribes and starts consuming. */
@@ -206,29 +246,35 @@ export class StreamProcessor {
     await connect(this.producer, 'producer');
     try {
       await ensureTopics(this.producer, this.config, this.log);
-      if (this.transactions) await this.initTransactions(this.transactions);
+      if (this.exactlyOnce) await this.initTransactions(this.producer);
+      if (this.shadowProducer) await connect(this.shadowProducer, 'shadow producer');
       await connect(this.consumer, 'consumer');
     } catch (err) {
       await disconnect(this.producer);
+      if (this.shadowProducer) await disconnect(this.shadowProducer);
       throw err;
     }
-    this.producer.setPollInterval(5);
-    this.producer.on('event.error', (err) => this.onClientError('producer', err));
+    this.watchProducer(this.producer);
+    if (this.shadowProducer) {
+      this.shadowProducer.setPollInterval(20);
+      // Its errors are the shadow's alone: logged, never fatal to the processor.
+      this.shadowProducer.on('event.error', (err) => this.log.debug('shadow producer error', { error: err.message, code: err.code }));
+    }
     this.consumer.on('event.error', (err) => this.onClientError('consumer', err));
+    this.consumer.on('offset.commit', (err: LibrdKafkaError | null) => this.onCommitted(err));
     this.consumer.on('event.stats', (stats: { message: string }) => this.health.onStats(stats.message));
     // librdkafka's own debug log, asked for with -X debug=<contexts>.
     const librdkafkaLog = (client: string) => (entry: { fac: string; message: string }): void => {
       this.log.debug(`librdkafka ${client}`, { facility: entry.fac, detail: entry.message });
     };
     this.consumer.on('event.log', librdkafkaLog('consumer'));
-    this.producer.on('event.log', librdkafkaLog('producer'));
     this.consumer.subscribe([this.config.inputTopic]);
     this.log.info('processor started', {
       brokers: this.config.brokers, inputTopic: this.config.inputTopic, groupId: this.config.groupId,
       threshold: this.threshold, ...this.modelFacts(), batchSize: this.config.batchSize,
       guarantee: this.config.guarantee, instanceId: this.config.instanceId,
     });
-    this.fetchLoopDone = this.fetcher.run().catch((err) => this.fail(err as Error));
+    this.fetchLoopDone = this.source.run((batch) => this.dispatch(batch)).catch((err) => this.fail(err as Error));
     if (this.config.watchModel) this.reloader.watch();
   }
 
@@ -241,16 +287,65 @@ export class StreamProcessor {
     };
   }
 
-  private async initTransactions(transactions: ExactlyOnceDelivery): Promise<void> {
+  /** Polls a main producer and routes its errors and librdkafka log lines. */
+  private watchProducer(producer: Producer): void {
+    producer.setPollInterval(5);
+    producer.on('event.error', (err) => this.onClientError('producer', err));
+    producer.on('event.log', (entry: { fac: string; message: string }) => {
+      this.log.debug('librdkafka producer', { facility: entry.fac, detail: entry.message });
+    });
+  }
+
+  /**
+   * A runtime failure (exit 1), not a usage error: the brokers may be away for a while, or not support
+   * transactions; the message says which it looked like.
+   */
+  private async initTransactions(producer: Producer): Promise<void> {
     try {
-      await transactions.init();
+      await initTransactions(producer);
     } catch (err) {
       const e = err as LibrdKafkaError;
-      throw new ConfigError(`--guarantee exactly-once: the brokers at ${this.config.brokers} did not start `
-        + `transactions for transactional.id '${this.transactionalId}' (${e.message}). They need Kafka 2.5 or `
-        + 'newer with a transaction state log (transaction.state.log.replication.factor no larger than the brokers)');
+      const hint = e.code === CODES.ERRORS.ERR__TIMED_OUT || e.isRetriable
+        ? 'the transaction coordinator did not answer in time; are the brokers up?'
+        : 'the brokers need Kafka 2.5 or newer with a transaction state log (transaction.state.log.replication.factor '
+          + 'no larger than the brokers), and ACLs that allow this transactional.id';
+      throw new Error(`--guarantee exactly-once: the brokers at ${this.config.brokers} did not start transactions for `
+        + `transactional.id '${this.transactionalId}' (${e.message}): ${hint}`);
     }
     this.log.info('transactions ready', { transactionalId: this.transactionalId });
+  }
+
+  /**
+   * Under exactly-once, after a fence: the fenced producer is closed (bounded: a fenced handle may not
+   * answer) and a new one with the same transactional.id takes its place, which bumps the epoch again.
+   */
+  private async renewProducer(): Promise<Producer> {
+    const fenced = this.producer;
+    void disconnect(fenced, RENEW_DISCONNECT_MS);
+    const producer = new Producer(this.producerConfig.global, this.producerConfig.topic);
+    await connect(producer, 'producer');
+    try {
+      await this.initTransactions(producer);
+    } catch (err) {
+      await disconnect(producer, RENEW_DISCONNECT_MS);
+      throw err;
+    }
+    this.watchProducer(producer);
+    this.producer = producer;
+    return producer;
+  }
+
+  /** librdkafka's result of each offset commit: failures are counted, and logged at most once a minute. */
+  private onCommitted(err: LibrdKafkaError | null): void {
+    // Nothing to commit is not a failure.
+    if (!err || err.code === CODES.ERRORS.ERR__NO_OFFSET) return;
+    this.metrics.commitFailures.inc();
+    this.commitFailuresUnreported++;
+    const now = Date.now();
+    if (now - this.commitFailureWarnedAt < COMMIT_WARN_INTERVAL_MS) return;
+    this.commitFailureWarnedAt = now;
+    this.log.warn('offset commit failed', { failures: this.commitFailuresUnreported, error: err.message, code: err.code });
+    this.commitFailuresUnreported = 0;
   }
 
   /**
@@ -284,11 +379,10 @@ export class StreamProcessor {
   }
 
   /** Scores a fetched batch and hands its outputs to the deliver stage, which keeps batch order. */
-  private dispatch(messages: Message[]): void {
-    const tracked = this.delivery.track(messages);
+  private dispatch({ messages, tracked }: AdmittedBatch): void {
     this.metrics.recordsIn.inc({}, messages.length);
     this.metrics.batchSize.observe(messages.length);
-    this.metrics.inFlight.set({}, this.delivery.inFlight);
+    this.metrics.inFlight.set({}, this.owner.ledger.inFlight);
     const outputs = this.scorer.score(messages);
     this.scoring = true;
     this.batchesInFlight++;
@@ -317,7 +411,17 @@ export class StreamProcessor {
   private onClientError(client: string, err: LibrdKafkaError): void {
     this.health.onError(err);
     if (err.isFatal) {
+      // Under exactly-once a fenced producer is replaced by the deliver stage, which sees the same error.
+      if (client === 'producer' && this.exactlyOnce) {
+        this.log.warn('producer error', { error: err.message, code: err.code, fatal: true });
+        return;
+      }
       this.fail(new Error(`fatal ${client} error: ${err.message}`));
+    } else if (this.health.outage !== undefined || err.code === CODES.ERRORS.ERR__TRANSPORT || TRANSPORT_TEXT.test(err.message)) {
+      // Folded into the outage's own lines: librdkafka repeats its connection errors several times a
+      // second, and reconnects by itself; an outage of all brokers gets its own warn line.
+      this.health.fold(err);
+      this.log.debug(`${client} error`, { error: err.message, code: err.code });
     } else {
       this.log.warn(`${client} error`, { error: err.message, code: err.code });
     }
@@ -326,6 +430,8 @@ export class StreamProcessor {
   private fail(err: Error): void {
     if (this.fatalError) return;
     this.fatalError = err;
+    // Every stage sees it: waiting for acknowledgements is then pointless.
+    this.owner.fatal.raise(err);
     this.log.error('stopping after a fatal error', { error: err });
     void this.stop();
   }
@@ -336,12 +442,19 @@ export class StreamProcessor {
     this.log.info('stopping: finishing batches in flight');
     this.notifyProgress();
     await this.fetchLoopDone;
-    await this.fetcher.rebalancing;
+    await this.owner.rebalancing;
     const delivered = await this.delivery.finish(this.assignedPartitions, deadline);
     // Counted now: leaving the group below revokes the partitions, which drops their records.
-    const pending = this.delivery.pending();
-    await disconnect(this.consumer);
-    await disconnect(this.producer);
+    const pending = this.owner.ledger.pending();
+    if (this.health.outage === undefined) {
+      await disconnect(this.consumer, Math.max(SHUTDOWN_DISCONNECT_MIN_MS, deadline - Date.now()));
+      await disconnect(this.producer, Math.max(SHUTDOWN_DISCONNECT_MIN_MS, deadline - Date.now()));
+      if (this.shadowProducer) await disconnect(this.shadowProducer, SHUTDOWN_DISCONNECT_MIN_MS);
+    } else {
+      // Closing would wait for brokers that are not there (leaving the group, a last commit) on
+      // threads the process must join before it exits: what was not committed is read again anyway.
+      this.log.warn('not closing the Kafka clients: the brokers are unreachable', { reason: this.health.outage });
+    }
     this.reloader.close();
     this.shadow?.model.retire();
     this.scorer.model.retire();
@@ -367,12 +480,17 @@ function connect(client: Connectable, what: string): Promise<void> {
   });
 }
 
-function disconnect(client: Connectable): Promise<void> {
+/**
+ * Disconnects a client, waiting at most `timeoutMs`: with the brokers away, leaving the group or
+ * flushing can take as long as the session or message timeout.
+ */
+function disconnect(client: Connectable, timeoutMs = 30_000): Promise<void> {
   return new Promise((resolve) => {
     if (!client.isConnected()) {
       resolve();
       return;
     }
+    setTimeout(resolve, timeoutMs).unref();
     // node-rdkafka's poll timer calls librdkafka on the main thread without the lock that guards
     // the handle, while disconnect destroys the handle on a pool thread: a tick landing then is a
     // use-after-free (a segfault). Stopping the timer first closes that window; flush still serves

@@ -1,12 +1,11 @@
 /**
- * Start-up check of the four topics. A missing topic stops the processor with a message naming it,
+ * Start-up check of every topic the processor reads or writes: input, suspicious, regular, dead-letter
+ * and, when set, shadow. A missing topic stops the processor with a message naming it,
  * unless `--create-topics` asks for it to be created.
  */
-import { AdminClient, type Metadata, type Producer } from 'node-rdkafka';
+import { AdminClient, CODES, type Metadata, type Producer } from 'node-rdkafka';
 import type { ProcessorConfig } from '../config';
 import type { Logger } from '../log';
-
-const TOPIC_ALREADY_EXISTS = 36;
 
 function metadata(producer: Producer): Promise<Metadata> {
   return new Promise((resolve, reject) => {
@@ -17,9 +16,10 @@ function metadata(producer: Producer): Promise<Metadata> {
   });
 }
 
-/** Verifies that the input, output and dead-letter topics exist, creating them when configured to. */
+/** Verifies that the input, output, dead-letter and shadow topics exist, creating them when configured to. */
 export async function ensureTopics(producer: Producer, config: ProcessorConfig, log: Logger): Promise<void> {
-  const wanted = [config.inputTopic, config.suspiciousTopic, config.regularTopic, config.deadLetterTopic];
+  const wanted = [config.inputTopic, config.suspiciousTopic, config.regularTopic, config.deadLetterTopic,
+    ...(config.shadowTopic !== undefined ? [config.shadowTopic] : [])];
   const existing = new Set((await metadata(producer)).topics.map((t) => t.name));
   const missing = wanted.filter((t) => !existing.has(t));
   if (missing.length === 0) return;
@@ -36,7 +36,7 @@ export async function ensureTopics(producer: Producer, config: ProcessorConfig, 
         admin.createTopic({
           topic, num_partitions: config.createPartitions, replication_factor: config.createReplicationFactor,
         }, 30_000, (err) => {
-          if (err && err.code !== TOPIC_ALREADY_EXISTS) reject(new Error(`could not create topic '${topic}': ${err.message}`));
+          if (err && err.code !== CODES.ERRORS.ERR_TOPIC_ALREADY_EXISTS) reject(new Error(`could not create topic '${topic}': ${err.message}`));
           else resolve();
         });
       });
