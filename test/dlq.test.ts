@@ -142,6 +142,10 @@ describe('xgb-stream-dlq', () => {
       stderr: expect.stringMatching(/^xgb-stream-dlq: invalid --reason 'bogus': expected one of null-value, undecodable, /) });
     expect(await runDlq(['inspect', '--max', '3'])).toEqual({ code: 2, stdout: '', stderr: 'xgb-stream-dlq: --max is an option of replay, not inspect\n' });
     expect(await runDlq(['purge'])).toEqual({ code: 2, stdout: '', stderr: "xgb-stream-dlq: unknown command 'purge': expected inspect or replay (see --help)\n" });
+    expect(await runDlq(['inspect', '--kafka-config', '/nonexistent/kafka.properties'])).toEqual({ code: 2, stdout: '',
+      stderr: 'xgb-stream-dlq: cannot read --kafka-config /nonexistent/kafka.properties: ENOENT\n' });
+    expect(await runDlq(['replay', '-X', 'bogus.property=1'])).toEqual({ code: 2, stdout: '',
+      stderr: 'xgb-stream-dlq: -X: No such configuration property: "bogus.property"\n' });
     expect(await runDlq(['replay', '--since', 'yesterday'])).toEqual({ code: 2, stdout: '',
       stderr: "xgb-stream-dlq: invalid --since 'yesterday': expected an ISO 8601 time or milliseconds since the epoch\n" });
   });
