@@ -4,12 +4,10 @@
  * reason), once a minute while it lasts, and once when it ends (its length); `xgb_stream_brokers_up`
  * and `/readyz` follow it. librdkafka reconnects by itself: this only makes the outage visible.
  */
-import type { LibrdKafkaError } from 'node-rdkafka';
+import { CODES, type LibrdKafkaError } from 'node-rdkafka';
 import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
 
-/** librdkafka: every broker connection is down. */
-const ERR_ALL_BROKERS_DOWN = -187;
 /** How often a lasting outage is logged again. */
 const REMINDER_MS = 60_000;
 
@@ -55,7 +53,7 @@ export class BrokerHealth {
   /** A client error event: keeps librdkafka's reason, and "all brokers down" starts an outage at once. */
   onError(err: Pick<LibrdKafkaError, 'code' | 'message'>, now = Date.now()): void {
     this.lastReason = err.message;
-    if (err.code === ERR_ALL_BROKERS_DOWN) this.update(false, now);
+    if (err.code === CODES.ERRORS.ERR__ALL_BROKERS_DOWN) this.update(false, now);
   }
 
   private update(up: boolean, now: number): void {

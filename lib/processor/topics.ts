@@ -2,11 +2,11 @@
  * Start-up check of the four topics. A missing topic stops the processor with a message naming it,
  * unless `--create-topics` asks for it to be created.
  */
-import { AdminClient, type Metadata, type Producer } from 'node-rdkafka';
+import { AdminClient, CODES, type Metadata, type Producer } from 'node-rdkafka';
 import type { ProcessorConfig } from '../config';
 import type { Logger } from '../log';
 
-const TOPIC_ALREADY_EXISTS = 36;
+const TOPIC_ALREADY_EXISTS = CODES.ERRORS.ERR_TOPIC_ALREADY_EXISTS;
 
 function metadata(producer: Producer): Promise<Metadata> {
   return new Promise((resolve, reject) => {
