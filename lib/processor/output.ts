@@ -148,7 +148,7 @@ export function scoredHeaders(
 }
 
 /** Headers of a dead letter: the input's own headers, then source position and the error. */
-export function deadLetterHeaders(source: Source, reason: DeadLetterReason, message: string): MessageHeader[] {
+function deadLetterHeaders(source: Source, reason: DeadLetterReason, message: string): MessageHeader[] {
   return [...(source.headers ?? []), ...sourceHeaders(source),
     { [HEADER.errorReason]: reason }, { [HEADER.errorMessage]: message }];
 }
