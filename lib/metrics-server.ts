@@ -23,7 +23,7 @@ export interface Lifecycle {
 }
 
 /** What POST /-/reload answers without --enable-lifecycle. */
-export const LIFECYCLE_DISABLED = 'the lifecycle API is not enabled: start xgb-stream with --enable-lifecycle\n';
+const LIFECYCLE_DISABLED = 'the lifecycle API is not enabled: start xgb-stream with --enable-lifecycle\n';
 
 /**
  * Starts the endpoint on all interfaces (or `host`) at `port` (0 picks a free port); resolves once

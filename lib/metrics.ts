@@ -76,25 +76,18 @@ export class Gauge {
 /** Observations counted into cumulative buckets. */
 export class Histogram {
   private readonly metric: client.Histogram<string>;
-  private readonly counts = new Map<string, number>();
 
   constructor(registry: client.Registry, readonly name: string, help: string, buckets: readonly number[]) {
     this.metric = new client.Histogram({ name, help, buckets: [...buckets], registers: [registry] });
   }
 
   observe(value: number): void {
-    this.counts.set('', (this.counts.get('') ?? 0) + 1);
     this.metric.observe(value);
   }
 
   /** The series bound once, for per-record observations. */
   child(): { observe(value: number): void } {
     return { observe: (value) => this.observe(value) };
-  }
-
-  /** Observations so far. */
-  count(): number {
-    return this.counts.get('') ?? 0;
   }
 }
 

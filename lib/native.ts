@@ -13,8 +13,6 @@ export interface NativeBooster {
   attribute(key: string): string | undefined;
   /** The learner's configuration (XGBoosterSaveJsonConfig), as JSON text. */
   jsonConfig(): string;
-  /** True when the addon serialises predictions on this booster (non-tree boosters). */
-  serialisesPredictions(): boolean;
   /** One row of numFeatures() values; returns its prediction. */
   predictOne(row: Float32Array): number;
   /** nRows row-major rows; returns xgboost's output, one value per row for a binary model. */

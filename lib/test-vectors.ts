@@ -8,7 +8,6 @@ import * as path from 'node:path';
 
 /** Rows and Python's probabilities for them, as the trainer's index.json describes them. */
 export interface ModelTestVectors {
-  readonly dir: string;
   readonly rows: number;
   readonly numFeatures: number;
   /** Row-major rows × numFeatures, NaN where a value is missing. */
@@ -50,7 +49,7 @@ export function readTestVectors(dir: string): ModelTestVectors {
       + `for ${rows} rows of ${numFeatures} features`);
   }
   return {
-    dir, rows, numFeatures, features, probabilities,
+    rows, numFeatures, features, probabilities,
     modelVersion: typeof index.modelVersion === 'string' ? index.modelVersion : undefined,
   };
 }

@@ -116,7 +116,6 @@ class NativeBooster : public Napi::ObjectWrap<NativeBooster> {
             InstanceMethod<&NativeBooster::FeatureNames>("featureNames"),
             InstanceMethod<&NativeBooster::Attribute>("attribute"),
             InstanceMethod<&NativeBooster::JsonConfig>("jsonConfig"),
-            InstanceMethod<&NativeBooster::SerialisesPredictions>("serialisesPredictions"),
             InstanceMethod<&NativeBooster::PredictOne>("predictOne"),
             InstanceMethod<&NativeBooster::Predict>("predict"),
             InstanceMethod<&NativeBooster::PredictAsync>("predictAsync"),
@@ -151,10 +150,6 @@ class NativeBooster : public Napi::ObjectWrap<NativeBooster> {
 
   Napi::Value NumFeatures(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(Open(info.Env()).NumFeatures()));
-  }
-
-  Napi::Value SerialisesPredictions(const Napi::CallbackInfo& info) {
-    return Napi::Boolean::New(info.Env(), Open(info.Env()).SerialisesPredictions());
   }
 
   Napi::Value FeatureNames(const Napi::CallbackInfo& info) {

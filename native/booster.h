@@ -56,7 +56,6 @@ class Booster {
   Booster& operator=(const Booster&) = delete;
 
   std::uint64_t NumFeatures() const { return num_features_; }
-  bool SerialisesPredictions() const { return serialise_; }
   std::vector<std::string> FeatureNames() const;
   std::optional<std::string> Attribute(const std::string& key) const;
   // The learner's configuration as xgboost writes it (XGBoosterSaveJsonConfig): objective, booster

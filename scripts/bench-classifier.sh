@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+case " $* " in
+  *" -h "*|*" --help "*) exec node scripts/run-ts.js scripts/bench-classifier.ts --help ;;
+esac
+
 # bench_predict is a target of the CMake build; a build/ left by node-gyp has no CMake cache.
 if [ ! -f build/CMakeCache.txt ] || [ ! -f build/Release/xgb_stream_native.node ]; then
   npx cmake-js compile >/dev/null

@@ -8,14 +8,14 @@
  * with IN_FLIGHT predictAsync calls outstanding, which is how a stream processor uses the pool.
  * C and Node runs alternate, REPEATS times, and the table shows medians.
  *
- * Options: --model FILE (models/default/model.ubj) --vectors DIR (next to the model) --nthread N (1)
- *          --seconds S per measurement (0.25) --repeats R (5) --batches 1,2,4,...
+ * Options: see HELP (npm run bench:classifier -- --help).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Classifier } from '../lib';
+import { isMainScript, numberFlag, numberListFlag, readFlags, UsageError } from './options';
 
 const ROOT = path.resolve(__dirname, '..');
 
@@ -28,19 +28,39 @@ interface Options {
   batches: number[];
 }
 
-function parseArgs(argv: string[]): Options {
-  const get = (name: string): string | undefined => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const model = path.resolve(get('model') ?? path.join(ROOT, 'models', 'default', 'model.ubj'));
+const HELP = `Usage: npm run bench:classifier -- [options]
+
+  --model <path>       model to score (default models/default/model.ubj)
+  --vectors <dir>      test vectors whose rows are scored (default: test-vectors beside the model)
+  --nthread <n>        xgboost threads per prediction call, 0 for all cores (default 1)
+  --seconds <s>        length of each measurement (default 0.25)
+  --repeats <n>        C and Node runs alternate this many times; the table shows medians (default 5)
+  --batches <list>     batch sizes, comma-separated (default 1,2,4,...,4096)`;
+
+const FLAGS = {
+  help: { type: 'boolean', short: 'h' },
+  model: { type: 'string' },
+  vectors: { type: 'string' },
+  nthread: { type: 'string' },
+  seconds: { type: 'string' },
+  repeats: { type: 'string' },
+  batches: { type: 'string' },
+} as const;
+
+/** The command line; 'help' for -h. Throws UsageError naming a bad flag. */
+export function parseBenchClassifierOptions(argv: readonly string[]): Options | 'help' {
+  const flags = readFlags(argv, FLAGS);
+  if (flags.help) return 'help';
+  const model = path.resolve(flags.model ?? path.join(ROOT, 'models', 'default', 'model.ubj'));
   return {
     model,
-    vectors: path.resolve(get('vectors') ?? path.join(path.dirname(model), 'test-vectors')),
-    nthread: Number(get('nthread') ?? 1),
-    seconds: Number(get('seconds') ?? 0.25),
-    repeats: Number(get('repeats') ?? 5),
-    batches: (get('batches') ?? '1,2,4,8,16,32,64,128,256,512,1024,2048,4096').split(',').map(Number),
+    vectors: path.resolve(flags.vectors ?? path.join(path.dirname(model), 'test-vectors')),
+    // The Classifier's own bounds, so that a bad value stops here and not after the C run.
+    nthread: numberFlag('--nthread', flags.nthread, 1, { min: 0, max: 1024, integer: true }),
+    seconds: numberFlag('--seconds', flags.seconds, 0.25, { min: 0, aboveMin: true }),
+    repeats: numberFlag('--repeats', flags.repeats, 5, { min: 1, integer: true }),
+    batches: numberListFlag('--batches', flags.batches, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
+      { min: 1, integer: true }),
   };
 }
 
@@ -143,8 +163,20 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-async function main(): Promise<void> {
-  const opts = parseArgs(process.argv.slice(2));
+async function main(): Promise<number> {
+  let parsed: Options | 'help';
+  try {
+    parsed = parseBenchClassifierOptions(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`bench-classifier: ${err.message}\n`);
+    return 2;
+  }
+  if (parsed === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const opts = parsed;
   const index = JSON.parse(readFileSync(path.join(opts.vectors, 'index.json'), 'utf8'));
   const bytes = readFileSync(path.join(opts.vectors, index.features));
   const features = new Float32Array(bytes.length / 4);
@@ -204,9 +236,15 @@ async function main(): Promise<void> {
     }
   }
   process.stdout.write(lines.join('\n') + '\n');
+  return 0;
 }
 
-main().catch((err) => {
-  process.stderr.write(`bench-classifier: ${(err as Error).stack ?? err}\n`);
-  process.exit(1);
-});
+if (isMainScript(__filename)) {
+  main().then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`bench-classifier: ${(err as Error).stack ?? err}\n`);
+      process.exit(1);
+    },
+  );
+}

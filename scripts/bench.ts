@@ -13,7 +13,6 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { addKafkaProperty } from '../lib/config';
 import { AdminClient, librdkafkaVersion } from 'node-rdkafka';
 import { decodeScoredRecord } from '../lib/codec';
 import { loadNative } from '../lib/native';
@@ -22,6 +21,7 @@ import { summarise, type DemoTopics, type ObservedMessage } from './demo-summary
 import {
   Broker, createTopics, OutputReader, parseGuarantee, ProcessorChild, ROOT, topicFlags, whenParentExits, type Guarantee,
 } from './harness';
+import { isMainScript, kafkaPropertyFlags, numberFlag, numberListFlag, readFlags, UsageError } from './options';
 
 const HELP = `Usage: npm run bench -- [options]
 
@@ -86,56 +86,42 @@ interface BenchOptions {
   guarantee?: Guarantee;
 }
 
-function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
-  const o: BenchOptions = { brokers: process.env.KAFKA_BROKERS || undefined, records: 200_000, rates: [2000, 20000],
-    latencySeconds: 20, warmupSeconds: 10, random: false, modes: DEFAULT_MODES, kafkaProperties: {} };
-  for (let i = 0; i < argv.length; i++) {
-    const name = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`missing value for ${name}`);
-      return v;
-    };
-    const positive = (): number => {
-      const raw = value();
-      const n = Number(raw);
-      if (!/^\d+(\.\d+)?$/.test(raw) || n <= 0) throw new Error(`invalid ${name} '${raw}': expected a number > 0`);
-      return n;
-    };
-    switch (name) {
-      case '-h': case '--help': return 'help';
-      case '--brokers': o.brokers = value(); break;
-      case '--records': o.records = Math.floor(positive()); break;
-      case '--rate': o.rates = [positive()]; break;
-      case '--rates': {
-        const raw = value();
-        o.rates = raw.split(',').map((r) => Number(r.trim()));
-        if (o.rates.some((r) => !Number.isFinite(r) || r <= 0)) throw new Error(`invalid --rates '${raw}': expected numbers > 0`);
-        break;
-      }
-      case '--latency-seconds': o.latencySeconds = positive(); break;
-      case '--warmup-seconds': {
-        const raw = value();
-        if (!/^\d+(\.\d+)?$/.test(raw)) throw new Error(`invalid --warmup-seconds '${raw}': expected a number >= 0`);
-        o.warmupSeconds = Number(raw);
-        break;
-      }
-      case '--random': o.random = true; break;
-      case '--modes': {
-        const names = value().split(',');
-        o.modes = names.map((n) => {
-          const m = MODES.find((x) => x.name === n.trim());
-          if (!m) throw new Error(`unknown mode '${n}': expected ${MODES.map((x) => x.name).join(', ')}`);
-          return m;
-        });
-        break;
-      }
-      case '--guarantee': o.guarantee = parseGuarantee(value()); break;
-      case '-X': addKafkaProperty(value(), name, o.kafkaProperties); break;
-      default: throw new Error(`unknown option '${name}' (see --help)`);
-    }
-  }
-  return o;
+const BENCH_FLAGS = {
+  help: { type: 'boolean', short: 'h' },
+  brokers: { type: 'string' },
+  records: { type: 'string' },
+  rates: { type: 'string' },
+  rate: { type: 'string' },
+  'latency-seconds': { type: 'string' },
+  'warmup-seconds': { type: 'string' },
+  random: { type: 'boolean' },
+  modes: { type: 'string' },
+  guarantee: { type: 'string' },
+  'kafka-property': { type: 'string', short: 'X', multiple: true },
+} as const;
+
+/** The bench's command line; 'help' for -h. Throws UsageError naming a bad flag. */
+export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help' {
+  const flags = readFlags(argv, BENCH_FLAGS);
+  if (flags.help) return 'help';
+  if (flags.rate !== undefined && flags.rates !== undefined) throw new UsageError('--rate and --rates exclude each other');
+  const positive = { min: 0, aboveMin: true };
+  return {
+    brokers: flags.brokers ?? (process.env.KAFKA_BROKERS || undefined),
+    records: numberFlag('--records', flags.records, 200_000, { min: 1, integer: true }),
+    rates: flags.rate !== undefined ? [numberFlag('--rate', flags.rate, 0, positive)]
+      : numberListFlag('--rates', flags.rates, [2000, 20000], positive),
+    latencySeconds: numberFlag('--latency-seconds', flags['latency-seconds'], 20, positive),
+    warmupSeconds: numberFlag('--warmup-seconds', flags['warmup-seconds'], 10, { min: 0 }),
+    random: flags.random === true,
+    modes: flags.modes === undefined ? DEFAULT_MODES : flags.modes.split(',').map((n) => {
+      const m = MODES.find((x) => x.name === n.trim());
+      if (!m) throw new UsageError(`invalid --modes '${flags.modes}': unknown mode '${n}', expected ${MODES.map((x) => x.name).join(', ')}`);
+      return m;
+    }),
+    kafkaProperties: kafkaPropertyFlags(flags['kafka-property']),
+    guarantee: flags.guarantee === undefined ? undefined : parseGuarantee(flags.guarantee),
+  };
 }
 
 const int = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
@@ -329,9 +315,10 @@ function pad(s: string, n: number): string {
 async function main(): Promise<number> {
   let parsed: BenchOptions | 'help';
   try {
-    parsed = parseArgs(process.argv.slice(2));
+    parsed = parseBenchOptions(process.argv.slice(2));
   } catch (err) {
-    say((err as Error).message);
+    if (!(err instanceof UsageError)) throw err;
+    say(err.message);
     return 2;
   }
   if (parsed === 'help') {
@@ -453,10 +440,12 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(`bench: ${(err as Error).stack ?? err}\n`);
-    process.exit(1);
-  },
-);
+if (isMainScript(__filename)) {
+  main().then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`bench: ${(err as Error).stack ?? err}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -96,7 +96,7 @@ function percentile(sorted: readonly number[], p: number): number {
 }
 
 /** Percentiles of latencies in ms. */
-export function latencyStats(values: readonly number[]): LatencyStats {
+function latencyStats(values: readonly number[]): LatencyStats {
   const sorted = Float64Array.from(values).sort();
   const arr = Array.from(sorted);
   return { count: arr.length, p50: percentile(arr, 50), p95: percentile(arr, 95), p99: percentile(arr, 99),

@@ -5,13 +5,13 @@
  * Everything it started is stopped at the end, on an error and on SIGINT or SIGTERM.
  */
 import * as path from 'node:path';
-import { addKafkaProperty } from '../lib/config';
 import { readReplayFile, replay, ReplayFileError, type ReplayProgress, type ReplaySummary } from '../lib/replay';
 import { formatSummary, summarise } from './demo-summary';
 import {
   Broker, createTopics, OutputReader, parseGuarantee, ProcessorChild, readModelCardMetrics, ROOT, topicFlags, whenParentExits,
   type Guarantee,
 } from './harness';
+import { isMainScript, kafkaPropertyFlags, numberFlag, readFlags, UsageError } from './options';
 
 const HELP = `Usage: npm run demo -- [options]
 
@@ -37,38 +37,30 @@ interface DemoOptions {
   kafkaProperties: Record<string, string>;
 }
 
-function parseArgs(argv: readonly string[]): DemoOptions | 'help' {
-  const o: DemoOptions = {
-    brokers: process.env.KAFKA_BROKERS || undefined, rate: 5000,
-    file: path.join(ROOT, 'models', 'default', 'replay.ndjson.gz'),
-    model: path.join(ROOT, 'models', 'default', 'model.ubj'), guarantee: 'at-least-once', kafkaProperties: {},
+const DEMO_FLAGS = {
+  help: { type: 'boolean', short: 'h' },
+  brokers: { type: 'string' },
+  records: { type: 'string' },
+  rate: { type: 'string' },
+  file: { type: 'string' },
+  model: { type: 'string' },
+  guarantee: { type: 'string' },
+  'kafka-property': { type: 'string', short: 'X', multiple: true },
+} as const;
+
+/** The demo's command line; 'help' for -h. Throws UsageError naming a bad flag. */
+export function parseDemoOptions(argv: readonly string[]): DemoOptions | 'help' {
+  const flags = readFlags(argv, DEMO_FLAGS);
+  if (flags.help) return 'help';
+  return {
+    brokers: flags.brokers ?? (process.env.KAFKA_BROKERS || undefined),
+    records: flags.records === undefined ? undefined : numberFlag('--records', flags.records, 0, { min: 1, integer: true }),
+    rate: numberFlag('--rate', flags.rate, 5000, { min: 0 }),
+    file: path.resolve(flags.file ?? path.join(ROOT, 'models', 'default', 'replay.ndjson.gz')),
+    model: path.resolve(flags.model ?? path.join(ROOT, 'models', 'default', 'model.ubj')),
+    guarantee: parseGuarantee(flags.guarantee ?? 'at-least-once'),
+    kafkaProperties: kafkaPropertyFlags(flags['kafka-property']),
   };
-  for (let i = 0; i < argv.length; i++) {
-    const name = argv[i];
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`missing value for ${name}`);
-      return v;
-    };
-    const count = (min: number): number => {
-      const raw = value();
-      const n = Number(raw);
-      if (!/^\d+(\.\d+)?$/.test(raw) || n < min) throw new Error(`invalid ${name} '${raw}': expected a number >= ${min}`);
-      return n;
-    };
-    switch (name) {
-      case '-h': case '--help': return 'help';
-      case '--brokers': o.brokers = value(); break;
-      case '--records': o.records = Math.floor(count(1)); break;
-      case '--rate': o.rate = count(0); break;
-      case '--file': o.file = path.resolve(value()); break;
-      case '--model': o.model = path.resolve(value()); break;
-      case '--guarantee': o.guarantee = parseGuarantee(value()); break;
-      case '-X': addKafkaProperty(value(), name, o.kafkaProperties); break;
-      default: throw new Error(`unknown option '${name}' (see --help)`);
-    }
-  }
-  return o;
 }
 
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
@@ -100,9 +92,10 @@ function say(text: string): void {
 async function main(): Promise<number> {
   let options: DemoOptions | 'help';
   try {
-    options = parseArgs(process.argv.slice(2));
+    options = parseDemoOptions(process.argv.slice(2));
   } catch (err) {
-    process.stderr.write(`demo: ${(err as Error).message}\n`);
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`demo: ${err.message}\n`);
     return 2;
   }
   if (options === 'help') {
@@ -251,10 +244,12 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(`demo: ${(err as Error).stack ?? err}\n`);
-    process.exit(1);
-  },
-);
+if (isMainScript(__filename)) {
+  main().then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`demo: ${(err as Error).stack ?? err}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { AdminClient, KafkaConsumer, Producer, type Message } from 'node-rdkafka';
 import type { DemoTopics, ModelCardMetrics, ObservedMessage } from './demo-summary';
+import { UsageError } from './options';
 
 export const ROOT = path.resolve(__dirname, '..');
 const KAFKA_SH = path.join(ROOT, 'scripts', 'kafka.sh');
@@ -165,7 +166,7 @@ export type Guarantee = 'at-least-once' | 'exactly-once';
 /** Checks a --guarantee value. */
 export function parseGuarantee(raw: string): Guarantee {
   if (raw !== 'at-least-once' && raw !== 'exactly-once') {
-    throw new Error(`invalid --guarantee '${raw}': expected at-least-once or exactly-once`);
+    throw new UsageError(`invalid --guarantee '${raw}': expected at-least-once or exactly-once`);
   }
   return raw;
 }

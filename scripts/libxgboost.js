@@ -18,6 +18,7 @@
 'use strict';
 const crypto = require('node:crypto');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const zlib = require('node:zlib');
 
@@ -68,6 +69,32 @@ async function download(project, [name, sha256]) {
   const bytes = Buffer.from(await res.arrayBuffer());
   const actual = crypto.createHash('sha256').update(bytes).digest('hex');
   if (actual !== sha256) throw new Error(`${name} has SHA-256 ${actual}, expected ${sha256}`);
+  return bytes;
+}
+
+/**
+ * Where fetched release files are kept between installs: under npm's own cache, as sharp keeps its
+ * libvips there, so that installing the package again (another project, a packed tarball in a test)
+ * reads them instead of fetching them. A kept file is checked against its pinned digest like a
+ * fetched one.
+ */
+const CACHE_DIR = path.join(process.env.npm_config_cache || path.join(os.homedir(), '.npm'), '_xgb-stream');
+
+/** A release file of `project`: from the cache when it holds the pinned bytes, else from the index (and kept). */
+async function releaseFile(project, [name, sha256]) {
+  const kept = path.join(CACHE_DIR, name);
+  if (fs.existsSync(kept)) {
+    const bytes = fs.readFileSync(kept);
+    if (crypto.createHash('sha256').update(bytes).digest('hex') === sha256) return bytes;
+  }
+  const bytes = await download(project, [name, sha256]);
+  try {
+    fs.mkdirSync(CACHE_DIR, { recursive: true });
+    fs.writeFileSync(`${kept}.${process.pid}`, bytes);
+    fs.renameSync(`${kept}.${process.pid}`, kept);
+  } catch {
+    // A cache that cannot be written only costs the next install a fetch.
+  }
   return bytes;
 }
 
@@ -136,11 +163,11 @@ async function main() {
     return;
   }
   const started = Date.now();
-  process.stderr.write(`libxgboost: fetching xgboost ${VERSION} (${wheel[0]} and ${SDIST[0]})\n`);
+  process.stderr.write(`libxgboost: xgboost ${VERSION} (${wheel[0]} and ${SDIST[0]}) from ${CACHE_DIR}, else the package index\n`);
   let wheelBytes;
   let sdistBytes;
   try {
-    [wheelBytes, sdistBytes] = await Promise.all([download('xgboost-cpu', wheel), download('xgboost', SDIST)]);
+    [wheelBytes, sdistBytes] = await Promise.all([releaseFile('xgboost-cpu', wheel), releaseFile('xgboost', SDIST)]);
   } catch (err) {
     fail(`cannot fetch xgboost ${VERSION} from the package index: ${err.message}. ` +
       'Set PIP_INDEX_URL to a reachable mirror, or XGBOOST_ROOT to an installed libxgboost');

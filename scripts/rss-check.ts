@@ -16,16 +16,39 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Classifier } from '../lib';
+import { isMainScript, numberFlag, readFlags, UsageError } from './options';
 
 const ROOT = path.resolve(__dirname, '..');
-const argv = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : def;
-};
-const MODEL = path.resolve(arg('model', path.join(ROOT, 'models', 'default', 'model.ubj')));
-const ROWS = Number(arg('rows', '1000000'));
-const LIMIT_MB = Number(arg('limit', '2'));
+const HELP = `Usage: npm run bench:rss -- [options]
+
+  --model <path>   model to score, with test-vectors beside it (default models/default/model.ubj)
+  --rows <n>       rows scored through each prediction path (default 1000000)
+  --limit <mb>     RSS growth over a phase's second half that counts as a leak (default 2)`;
+
+const FLAGS = {
+  help: { type: 'boolean', short: 'h' },
+  model: { type: 'string' },
+  rows: { type: 'string' },
+  limit: { type: 'string' },
+} as const;
+
+interface Options {
+  readonly model: string;
+  readonly rows: number;
+  readonly limitMb: number;
+}
+
+/** The command line; 'help' for -h. Throws UsageError naming a bad flag. */
+export function parseRssCheckOptions(argv: readonly string[]): Options | 'help' {
+  const flags = readFlags(argv, FLAGS);
+  if (flags.help) return 'help';
+  return {
+    model: path.resolve(flags.model ?? path.join(ROOT, 'models', 'default', 'model.ubj')),
+    rows: numberFlag('--rows', flags.rows, 1_000_000, { min: 1, integer: true }),
+    limitMb: numberFlag('--limit', flags.limit, 2, { min: 0, aboveMin: true }),
+  };
+}
+
 const BATCH = 1000;
 
 const gc = (globalThis as { gc?: () => void }).gc ?? ((): void => undefined);
@@ -37,37 +60,50 @@ function sample(): { rss: number; heap: number; external: number } {
   return { rss: m.rss, heap: m.heapUsed, external: m.external + m.arrayBuffers };
 }
 
-async function main(): Promise<void> {
-  const vectorsDir = path.join(path.dirname(MODEL), 'test-vectors');
+async function main(): Promise<number> {
+  let parsed: Options | 'help';
+  try {
+    parsed = parseRssCheckOptions(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`rss-check: ${err.message}\n`);
+    return 2;
+  }
+  if (parsed === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const { model: modelPath, rows, limitMb } = parsed;
+  const vectorsDir = path.join(path.dirname(modelPath), 'test-vectors');
   const index = JSON.parse(readFileSync(path.join(vectorsDir, 'index.json'), 'utf8'));
   const bytes = readFileSync(path.join(vectorsDir, index.features));
   const features = new Float32Array(bytes.length / 4);
   new Uint8Array(features.buffer).set(bytes);
-  const classifier = Classifier.load(MODEL, { nthread: 1 });
+  const classifier = Classifier.load(modelPath, { nthread: 1 });
   const n = classifier.numFeatures;
   const fileRows = features.length / n;
   const batch = new Float32Array(BATCH * n);
   for (let i = 0; i < BATCH; i++) batch.set(features.subarray((i % fileRows) * n, (i % fileRows + 1) * n), i * n);
   const row = (i: number): Float32Array => features.subarray((i % fileRows) * n, (i % fileRows + 1) * n);
-  const modelBytes = readFileSync(MODEL);
+  const modelBytes = readFileSync(modelPath);
 
   type Phase = { name: string; unit: string; total: number; step: (done: number) => Promise<number> };
   const phases: Phase[] = [
-    { name: 'predict', unit: 'rows', total: ROWS, step: async (d) => { classifier.predict(row(d)); return 1; } },
-    { name: 'predictBatch', unit: 'rows', total: ROWS, step: async () => { classifier.predictBatch(batch, BATCH); return BATCH; } },
+    { name: 'predict', unit: 'rows', total: rows, step: async (d) => { classifier.predict(row(d)); return 1; } },
+    { name: 'predictBatch', unit: 'rows', total: rows, step: async () => { classifier.predictBatch(batch, BATCH); return BATCH; } },
     {
-      name: 'predictAsync', unit: 'rows', total: ROWS,
+      name: 'predictAsync', unit: 'rows', total: rows,
       step: async (d) => {
         await Promise.all(Array.from({ length: BATCH }, (_, i) => classifier.predictAsync(row(d + i))));
         return BATCH;
       },
     },
-    { name: 'predictBatchAsync', unit: 'rows', total: ROWS, step: async () => { await classifier.predictBatchAsync(batch, BATCH); return BATCH; } },
-    { name: 'explain', unit: 'rows', total: ROWS / 100, step: async (d) => { classifier.explain(row(d)); return 1; } },
+    { name: 'predictBatchAsync', unit: 'rows', total: rows, step: async () => { await classifier.predictBatchAsync(batch, BATCH); return BATCH; } },
+    { name: 'explain', unit: 'rows', total: rows / 100, step: async (d) => { classifier.explain(row(d)); return 1; } },
     {
       name: 'load+close', unit: 'models', total: 500,
       step: async (d) => {
-        const c = d % 2 === 0 ? Classifier.load(MODEL) : Classifier.load(modelBytes);
+        const c = d % 2 === 0 ? Classifier.load(modelPath) : Classifier.load(modelBytes);
         c.predict(row(d));
         await c.predictAsync(row(d));
         c.close();
@@ -110,14 +146,20 @@ async function main(): Promise<void> {
   const end = sample();
   process.stdout.write(`${lines.join('\n')}\n\n${verdicts.join('\n')}\n` +
     `overall: ${mb(start.rss)} → ${mb(end.rss)} MB in ${((Date.now() - began) / 1000).toFixed(0)} s\n`);
-  if (worst > LIMIT_MB * 2 ** 20) {
-    process.stdout.write(`rss-check: RSS grew by ${mb(worst)} MB over the second half of a phase (limit ${LIMIT_MB} MB): a leak\n`);
-    process.exit(1);
+  if (worst > limitMb * 2 ** 20) {
+    process.stdout.write(`rss-check: RSS grew by ${mb(worst)} MB over the second half of a phase (limit ${limitMb} MB): a leak\n`);
+    return 1;
   }
-  process.stdout.write(`rss-check: RSS flat (largest growth over a phase's second half ${mb(worst)} MB, limit ${LIMIT_MB} MB)\n`);
+  process.stdout.write(`rss-check: RSS flat (largest growth over a phase's second half ${mb(worst)} MB, limit ${limitMb} MB)\n`);
+  return 0;
 }
 
-main().catch((err) => {
-  process.stderr.write(`rss-check: ${(err as Error).stack ?? err}\n`);
-  process.exit(1);
-});
+if (isMainScript(__filename)) {
+  main().then(
+    (code) => process.exit(code),
+    (err) => {
+      process.stderr.write(`rss-check: ${(err as Error).stack ?? err}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,3 +1,4 @@
+import { CODES } from 'node-rdkafka';
 import { createLogger } from '../lib/log';
 import { ProcessorMetrics } from '../lib/metrics';
 import { BrokerHealth } from '../lib/processor/broker-health';
@@ -17,7 +18,7 @@ function setUp() {
 }
 
 const T0 = Date.UTC(2026, 10, 27, 10, 0, 0);
-const REFUSED = { code: -195, message: 'localhost:9092/1: Connect to ipv4#127.0.0.1:9092 failed: Connection refused' };
+const REFUSED = { code: CODES.ERRORS.ERR__TRANSPORT, message: 'localhost:9092/1: Connect to ipv4#127.0.0.1:9092 failed: Connection refused' };
 
 describe('broker health', () => {
   it('logs one warn line when the brokers go, naming them, since when and why, and drops the gauge', () => {
@@ -35,7 +36,7 @@ describe('broker health', () => {
 
   it('starts an outage at once on librdkafka\'s "all brokers down"', () => {
     const { lines, health } = setUp();
-    health.onError({ code: -187, message: '1/1 brokers are down' }, T0);
+    health.onError({ code: CODES.ERRORS.ERR__ALL_BROKERS_DOWN, message: '1/1 brokers are down' }, T0);
     expect(lines.map((l) => l.message)).toEqual(['brokers unreachable']);
     expect(health.outage).toContain('1/1 brokers are down');
   });

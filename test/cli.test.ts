@@ -39,6 +39,15 @@ describe('xgb-stream command line', () => {
     expect(r.stderr).toBe("xgb-stream: invalid OUTPUT_FORMAT 'xml': expected one of protobuf, json, float\n");
   });
 
+  it('exits 2 for -X enable.auto.commit or isolation.level that contradict --guarantee exactly-once', async () => {
+    const autoCommit = await runCli(['--guarantee', 'exactly-once', '-X', 'enable.auto.commit=true']);
+    expect(autoCommit).toEqual({ code: 2, stdout: '', stderr: 'xgb-stream: -X enable.auto.commit=true cannot be used '
+      + 'with --guarantee exactly-once, which needs enable.auto.commit=false\n' });
+    const isolation = await runCli(['--guarantee', 'exactly-once'], { KAFKA_PROPERTIES: 'isolation.level=read_uncommitted' });
+    expect(isolation).toEqual({ code: 2, stdout: '', stderr: 'xgb-stream: -X isolation.level=read_uncommitted cannot be '
+      + 'used with --guarantee exactly-once, which needs isolation.level=read_committed\n' });
+  });
+
   it('exits 2 naming a missing model file', async () => {
     const missing = path.join(os.tmpdir(), 'no-such-dir', 'model.ubj');
     const r = await runCli(['--model', missing, '--brokers', brokers()]);

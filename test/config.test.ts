@@ -122,3 +122,25 @@ describe('configuration', () => {
     }
   });
 });
+
+describe('librdkafka settings under --guarantee exactly-once', () => {
+  it.each([
+    ['enable.auto.commit=true', '-X enable.auto.commit=true cannot be used with --guarantee exactly-once, which needs enable.auto.commit=false'],
+    ['isolation.level=read_uncommitted',
+      '-X isolation.level=read_uncommitted cannot be used with --guarantee exactly-once, which needs isolation.level=read_committed'],
+  ])('refuses -X %s, naming the value it needs', (property, message) => {
+    expect(error(['--guarantee', 'exactly-once', '-X', property])).toBe(message);
+  });
+
+  it('refuses the same settings from KAFKA_PROPERTIES', () => {
+    expect(error(['--guarantee', 'exactly-once'], { KAFKA_PROPERTIES: 'linger.ms=5,enable.auto.commit=true' }))
+      .toBe('-X enable.auto.commit=true cannot be used with --guarantee exactly-once, which needs enable.auto.commit=false');
+  });
+
+  it('accepts them set to what exactly-once needs; under at-least-once the check does not apply', () => {
+    expect(run(['--guarantee', 'exactly-once', '-X', 'enable.auto.commit=false', '-X', 'isolation.level=read_committed'])
+      .kafkaProperties).toEqual({ 'enable.auto.commit': 'false', 'isolation.level': 'read_committed' });
+    expect(run(['-X', 'enable.auto.commit=true', '-X', 'isolation.level=read_uncommitted']).kafkaProperties)
+      .toEqual({ 'enable.auto.commit': 'true', 'isolation.level': 'read_uncommitted' });
+  });
+});

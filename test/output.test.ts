@@ -1,4 +1,4 @@
-import type { Message } from 'node-rdkafka';
+import { CODES, type Message } from 'node-rdkafka';
 import { classifyProducerError } from '../lib/processor/producer-errors';
 import { deadLetterOutput, recordBytes } from '../lib/processor/output';
 
@@ -34,19 +34,20 @@ describe('dead-letter copies and the size limit', () => {
 });
 
 describe('producer errors', () => {
+  const ERR = CODES.ERRORS;
   it.each([
-    [{ code: 10, message: 'Broker: Message size too large' }, 'record'],
-    [{ code: -1, message: 'message size too large' }, 'record'],
-    [{ code: -1, message: 'Broker: Broker failed to validate record' }, 'record'],
-    [{ code: 87, message: '' }, 'record'],
-    [{ code: 29, message: 'Broker: Topic authorization failed' }, 'unauthorized'],
-    [{ code: -1, message: 'Broker: Transactional Id authorization failed' }, 'unauthorized'],
-    [{ code: -1, message: 'Local: This instance has been fenced by a newer instance' }, 'fenced'],
-    [{ code: 90, message: 'Broker: Producer fenced' }, 'fenced'],
-    [{ code: -144, message: 'Local: This instance has been fenced by a newer instance', isFatal: true }, 'fenced'],
-    [{ code: -192, message: 'Local: Message timed out' }, 'transient'],
-    [{ code: -1, message: 'Broker: Not leader for partition' }, 'transient'],
-    [{ code: -195, message: 'Local: Broker transport failure', isFatal: true }, 'fatal'],
+    [{ code: ERR.ERR_MSG_SIZE_TOO_LARGE, message: 'Broker: Message size too large' }, 'record'],
+    [{ code: ERR.ERR_UNKNOWN, message: 'message size too large' }, 'record'],
+    [{ code: ERR.ERR_UNKNOWN, message: 'Broker: Broker failed to validate record' }, 'record'],
+    [{ code: ERR.ERR_INVALID_RECORD, message: '' }, 'record'],
+    [{ code: ERR.ERR_TOPIC_AUTHORIZATION_FAILED, message: 'Broker: Topic authorization failed' }, 'unauthorized'],
+    [{ code: ERR.ERR_UNKNOWN, message: 'Broker: Transactional Id authorization failed' }, 'unauthorized'],
+    [{ code: ERR.ERR_UNKNOWN, message: 'Local: This instance has been fenced by a newer instance' }, 'fenced'],
+    [{ code: ERR.ERR_PRODUCER_FENCED, message: 'Broker: Producer fenced' }, 'fenced'],
+    [{ code: ERR.ERR__FENCED, message: 'Local: This instance has been fenced by a newer instance', isFatal: true }, 'fenced'],
+    [{ code: ERR.ERR__MSG_TIMED_OUT, message: 'Local: Message timed out' }, 'transient'],
+    [{ code: ERR.ERR_UNKNOWN, message: 'Broker: Not leader for partition' }, 'transient'],
+    [{ code: ERR.ERR__TRANSPORT, message: 'Local: Broker transport failure', isFatal: true }, 'fatal'],
   ])('classes %j as %s', (err, kind) => {
     expect(classifyProducerError({ isFatal: false, ...err })).toBe(kind);
   });

@@ -9,10 +9,9 @@ import { ServingModel } from './serving-model';
 
 /** The checks of the gate, in the order they run; the name a rejection reports. */
 export type Gate = 'load' | 'features' | 'feature-names' | 'threshold' | 'test-vectors' | 'canary';
-export const GATES: readonly Gate[] = ['load', 'features', 'feature-names', 'threshold', 'test-vectors', 'canary'];
 
 /** Largest difference from the trainer's probability that a test vector may show. */
-export const TEST_VECTOR_TOLERANCE = 1e-6;
+const TEST_VECTOR_TOLERANCE = 1e-6;
 
 /** A candidate that failed a check of the gate. */
 export class GateRejection extends Error {

@@ -117,7 +117,7 @@ export function encodeOutputValue(format: OutputFormat, record: ScoredRecord): B
 }
 
 /** The value of the compact `xgb.provenance` header. Topic names hold no space or slash, so it splits back. */
-export function provenanceHeaderValue(source: Source, modelVersion: string): string {
+function provenanceHeaderValue(source: Source, modelVersion: string): string {
   return `${source.topic}/${source.partition}/${source.offset} ${modelVersion}`;
 }
 

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import {
-  AdminClient, KafkaConsumer, Producer, type Message, type MessageHeader,
+  AdminClient, CODES, KafkaConsumer, Producer, type Message, type MessageHeader,
 } from 'node-rdkafka';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
@@ -100,7 +100,7 @@ export async function produceAll(topic: string, records: readonly OutgoingRecord
           undefined, r.headers);
         break;
       } catch (err) {
-        if ((err as { code?: number }).code !== -184) throw err;
+        if ((err as { code?: number }).code !== CODES.ERRORS.ERR__QUEUE_FULL) throw err;
         await new Promise((res) => setTimeout(res, 10));
       }
     }
