@@ -75,6 +75,8 @@ export interface ProcessorConfig {
   readonly createPartitions: number;
   readonly createReplicationFactor: number;
   readonly shutdownTimeoutMs: number;
+  /** How long start-up waits for each Kafka client to connect and read the cluster's metadata. */
+  readonly connectTimeoutMs: number;
   readonly nthread: number;
   /** A Java properties file of librdkafka properties (--kafka-config), under those of `-X`. */
   readonly kafkaConfigFile: string | undefined;
@@ -198,6 +200,8 @@ export const OPTIONS: readonly Option[] = [
     kind: 'int', def: '1', min: 1, max: 100, help: 'replication factor of topics made by --create-topics' },
   { flag: '--shutdown-timeout-ms', env: 'SHUTDOWN_TIMEOUT_MS', key: 'shutdownTimeoutMs', kind: 'int', def: '30000',
     min: 100, max: 600000, help: 'bound on finishing in-flight batches, flushing and committing at shutdown' },
+  { flag: '--connect-timeout-ms', env: 'CONNECT_TIMEOUT_MS', key: 'connectTimeoutMs', kind: 'int', def: '30000',
+    min: 100, max: 600000, help: 'bound on connecting each Kafka client at start-up' },
   { flag: '--nthread', env: 'NTHREAD', key: 'nthread', kind: 'int', def: '1', min: 0, max: 256,
     help: 'xgboost threads per prediction call (0: all cores)' },
 ];

@@ -164,7 +164,7 @@ describe('xgb-stream command line', () => {
   });
 
   it('exits 1 naming the brokers it cannot reach', async () => {
-    const r = await runCli(['--brokers', '127.0.0.1:1', '--input-topic', 'x']);
+    const r = await runCli(['--brokers', '127.0.0.1:1', '--input-topic', 'x', '--connect-timeout-ms', '1000']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^xgb-stream: could not connect the producer: .+\n$/);
   });

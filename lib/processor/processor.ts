@@ -243,12 +243,12 @@ export class StreamProcessor {
 
   /** Connects, checks (or creates) the topics, subscribes and starts consuming. */
   async start(): Promise<void> {
-    await connect(this.producer, 'producer');
+    await connect(this.producer, 'producer', this.config.connectTimeoutMs);
     try {
       await ensureTopics(this.producer, this.config, this.log);
       if (this.exactlyOnce) await this.initTransactions(this.producer);
-      if (this.shadowProducer) await connect(this.shadowProducer, 'shadow producer');
-      await connect(this.consumer, 'consumer');
+      if (this.shadowProducer) await connect(this.shadowProducer, 'shadow producer', this.config.connectTimeoutMs);
+      await connect(this.consumer, 'consumer', this.config.connectTimeoutMs);
     } catch (err) {
       await disconnect(this.producer);
       if (this.shadowProducer) await disconnect(this.shadowProducer);
@@ -323,7 +323,7 @@ export class StreamProcessor {
     const fenced = this.producer;
     void disconnect(fenced, RENEW_DISCONNECT_MS);
     const producer = new Producer(this.producerConfig.global, this.producerConfig.topic);
-    await connect(producer, 'producer');
+    await connect(producer, 'producer', this.config.connectTimeoutMs);
     try {
       await this.initTransactions(producer);
     } catch (err) {
@@ -471,9 +471,9 @@ export class StreamProcessor {
 
 type Connectable = KafkaConsumer | Producer;
 
-function connect(client: Connectable, what: string): Promise<void> {
+function connect(client: Connectable, what: string, timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    client.connect({ timeout: 30_000 }, (err) => {
+    client.connect({ timeout: timeoutMs }, (err) => {
       if (err) reject(new Error(`could not connect the ${what}: ${err.message}`));
       else resolve();
     });
