@@ -88,9 +88,19 @@ class Booster {
   // row by row; nRows or more: one call), and writes one value per row into out. How a batch is
   // split is the caller's choice: libxgboost's cost per call makes one call for many rows cheapest,
   // but 3.4 scores a single row on a faster path than a call of a few rows (README, "Small batches").
+  // Tree boosters only; the others take one DMatrix call, whatever rows_per_call says.
   void PredictValues(const float* rows, std::uint64_t n_rows, std::uint64_t rows_per_call, float* out) const {
-    std::unique_lock<std::mutex> lock(predict_mutex_, std::defer_lock);
-    if (serialise_) lock.lock();
+    if (serialise_) {
+      // Not a tree booster (gblinear): it has no in-place prediction, and its calls are serialised
+      // anyway, so one DMatrix call (Predict takes the lock).
+      Predict(rows, n_rows, PredictKind::kValue, [&](const float* values, std::uint64_t length) {
+        if (length != n_rows) {
+          throw XgbError("model returned " + std::to_string(length) + " values for " + std::to_string(n_rows) + " rows");
+        }
+        std::copy(values, values + n_rows, out);
+      });
+      return;
+    }
     if (rows_per_call == 0) rows_per_call = n_rows;
     for (std::uint64_t first = 0; first < n_rows; first += rows_per_call) {
       const std::uint64_t n = n_rows - first < rows_per_call ? n_rows - first : rows_per_call;
