@@ -4,9 +4,7 @@
 
 #include <xgboost/c_api.h>
 
-#include <algorithm>
 #include <cstdint>
-#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -40,11 +38,11 @@ enum class PredictKind { kValue, kContributionsExact, kContributionsApprox };
 // in flight, so that close() or garbage collection during a prediction only drops a reference and
 // XGBoosterFree runs exactly once, when the last user is done.
 //
-// Thread safety (libxgboost 3.2 to 3.4): since 1.4 every prediction entry point is documented thread-safe
-// for tree boosters (gbtree, dart), and the source agrees: XGBoosterPredict writes its output into
-// a per-thread, per-booster buffer (LearnerAPIThreadLocalStore), and so does in-place prediction
-// (XGBoosterPredictFromDense), which upstream documents as safe and lock free on its own. Two things are not safe, and this class handles
-// both: the lazy Configure() on the first prediction (a double-checked flag that is not atomic), which
+// Thread safety (libxgboost 3.2 to 3.4): since 1.4 every prediction entry point is documented
+// thread-safe for tree boosters (gbtree, dart), and the source agrees: XGBoosterPredict writes its
+// output into a per-thread, per-booster buffer (LearnerAPIThreadLocalStore), and so does in-place
+// prediction (XGBoosterPredictFromDense), which upstream documents as safe and lock free on its own.
+// Two things are not safe, and this class handles both: the lazy Configure() on the first prediction (a double-checked flag that is not atomic), which
 // the constructor runs eagerly before the booster is shared; and gblinear, whose predictor is not
 // covered by the guarantee, so its predictions are serialised with a mutex. Parameters are only set
 // before the booster is shared, never during predictions, as xgboost requires.
@@ -89,47 +87,9 @@ class Booster {
   // split is the caller's choice: libxgboost's cost per call makes one call for many rows cheapest,
   // but 3.4 scores a single row on a faster path than a call of a few rows (README, "Small batches").
   // Tree boosters only; the others take one DMatrix call, whatever rows_per_call says.
-  void PredictValues(const float* rows, std::uint64_t n_rows, std::uint64_t rows_per_call, float* out) const {
-    if (serialise_) {
-      // Not a tree booster (gblinear): it has no in-place prediction, and its calls are serialised
-      // anyway, so one DMatrix call (Predict takes the lock).
-      Predict(rows, n_rows, PredictKind::kValue, [&](const float* values, std::uint64_t length) {
-        if (length != n_rows) {
-          throw XgbError("model returned " + std::to_string(length) + " values for " + std::to_string(n_rows) + " rows");
-        }
-        std::copy(values, values + n_rows, out);
-      });
-      return;
-    }
-    if (rows_per_call == 0) rows_per_call = n_rows;
-    for (std::uint64_t first = 0; first < n_rows; first += rows_per_call) {
-      const std::uint64_t n = n_rows - first < rows_per_call ? n_rows - first : rows_per_call;
-      // xgboost's __array_interface__ for a row-major float32 matrix at this address.
-      char array[160];
-      std::snprintf(array, sizeof array,
-                    "{\"data\":[%llu,true],\"shape\":[%llu,%llu],\"typestr\":\"<f4\",\"version\":3}",
-                    static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(rows + first * num_features_)),
-                    static_cast<unsigned long long>(n), static_cast<unsigned long long>(num_features_));
-      const bst_ulong* shape = nullptr;
-      bst_ulong dims = 0;
-      const float* values = nullptr;
-      XgbCheck(XGBoosterPredictFromDense(handle_, array, kInplaceConfig, nullptr, &shape, &dims, &values),
-               "XGBoosterPredictFromDense");
-      std::uint64_t length = 1;
-      for (bst_ulong d = 0; d < dims; ++d) length *= shape[d];
-      if (length != n) {
-        throw XgbError("model returned " + std::to_string(length) + " values for " + std::to_string(n) + " rows");
-      }
-      std::copy(values, values + n, out + first);
-    }
-  }
+  void PredictValues(const float* rows, std::uint64_t n_rows, std::uint64_t rows_per_call, float* out) const;
 
  private:
-  // Value type, all trees, NaN as the missing value: what XGBoosterPredict with option_mask 0 gives.
-  static constexpr const char* kInplaceConfig =
-      "{\"type\":0,\"training\":false,\"iteration_begin\":0,\"iteration_end\":0,"
-      "\"strict_shape\":false,\"missing\":NaN}";
-
   Booster();
   void Prepare(int nthread);
   static int OptionMask(PredictKind kind);
