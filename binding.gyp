@@ -1,11 +1,13 @@
 # node-gyp build of the same addon CMakeLists.txt builds (for users who prefer node-gyp):
 #   npx node-gyp rebuild      -> build/Release/xgb_stream_native.node
-# libxgboost is the pinned copy that `node scripts/libxgboost.js` puts in .libxgboost/3.2.0 (run
-# by `npm install`), or the prefix in the XGBOOST_ROOT environment variable. Note that
-# `node-gyp rebuild` first deletes build/, including a cmake-js build there.
+# libxgboost is the pinned copy that `node scripts/libxgboost.js` puts in .libxgboost/<version> (the
+# version in scripts/xgboost-version.json; run by `npm install`), or the prefix in the XGBOOST_ROOT
+# environment variable. Note that `node-gyp rebuild` first deletes build/, including a cmake-js build
+# there.
 {
   'variables': {
     'xgboost_root%': '<!(node -p "process.env.XGBOOST_ROOT || \'\'")',
+    'xgboost_pinned%': '<!(node -p "require(\'./scripts/xgboost-version.json\').version")',
   },
   'targets': [
     {
@@ -32,9 +34,9 @@
           'ldflags': ['-Wl,-rpath,<(xgboost_root)/lib', '-Wl,-rpath,<(xgboost_root)/lib64'],
         }, {
           # The pinned copy, found relative to the addon (build/Release) so the package can move.
-          'include_dirs': ['<(module_root_dir)/.libxgboost/3.2.0/include'],
-          'library_dirs': ['<(module_root_dir)/.libxgboost/3.2.0/xgboost/lib'],
-          'ldflags': ["-Wl,-rpath,'$$ORIGIN/../../.libxgboost/3.2.0/xgboost/lib'"],
+          'include_dirs': ['<(module_root_dir)/.libxgboost/<(xgboost_pinned)/include'],
+          'library_dirs': ['<(module_root_dir)/.libxgboost/<(xgboost_pinned)/xgboost/lib'],
+          'ldflags': ["-Wl,-rpath,'$$ORIGIN/../../.libxgboost/<(xgboost_pinned)/xgboost/lib'"],
         }],
       ],
     },

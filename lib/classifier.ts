@@ -57,7 +57,7 @@ export interface Explanation {
 export interface ModelInfo {
   /** `json` or `ubj`: the only formats libxgboost 3.1 and later read. */
   readonly format: ModelFormat;
-  /** The xgboost release that saved the model (its `version` field), e.g. `"3.2.0"`. */
+  /** The xgboost release that saved the model (its `version` field), e.g. `"3.4.1"`. */
   readonly savedByXgboost: string;
   /** The libxgboost release that scores it, never older than savedByXgboost. */
   readonly libxgboost: string;
@@ -83,7 +83,7 @@ export class Classifier {
   readonly numFeatures: number;
   /** The model's feature names, or undefined when it was trained without them. */
   readonly featureNames: readonly string[] | undefined;
-  /** Version of the libxgboost that scores, e.g. `"3.2.0"`. */
+  /** Version of the libxgboost that scores, e.g. `"3.4.1"`. */
   readonly xgboostVersion: string;
   /** The model's format, the release that saved it, and its objective. */
   readonly modelInfo: ModelInfo;
@@ -203,7 +203,8 @@ export class Classifier {
   }
 
   /**
-   * Scores a batch synchronously in one prediction call.
+   * Scores a batch synchronously, in the split into libxgboost calls that costs least for its size
+   * ({@link rowsPerCall}): one call for the batch, or one per row for the smallest batches.
    * @param rows Row-major nRows × numFeatures values; NaN marks a missing value.
    * @param nRows Number of rows in `rows`.
    * @returns One probability per row, in row order.
@@ -214,7 +215,7 @@ export class Classifier {
     const booster = this.open('predictBatch');
     this.checkBatch(rows, nRows);
     if (nRows === 0) return new Float32Array(0);
-    return booster.predict(rows, nRows);
+    return booster.predict(rows, nRows, rowsPerCall(nRows));
   }
 
   /**
@@ -231,7 +232,8 @@ export class Classifier {
   }
 
   /**
-   * Scores a batch on the libuv thread pool, leaving the event loop free.
+   * Scores a batch on the libuv thread pool, leaving the event loop free, split into libxgboost calls
+   * as {@link Classifier.predictBatch} does: the whole batch is one task on the pool either way.
    * @param rows Row-major nRows × numFeatures values. Not copied: it is kept alive while the
    *   prediction runs, and must not be written to until the promise settles.
    * @param nRows Number of rows in `rows`.
@@ -242,7 +244,7 @@ export class Classifier {
     const booster = this.open('predictBatchAsync');
     this.checkBatch(rows, nRows);
     if (nRows === 0) return new Float32Array(0);
-    return booster.predictAsync(rows, nRows);
+    return booster.predictAsync(rows, nRows, rowsPerCall(nRows));
   }
 
   /**
@@ -376,6 +378,20 @@ export class Classifier {
 }
 
 /**
+ * Batches of up to this many rows are scored one row per libxgboost call; larger ones in one call.
+ * libxgboost 3.4 scores a single row on a fast path (no walk over every tree's depth), so for the
+ * smallest batches n calls of one row cost less than one call of n rows; from a few rows on, the
+ * fixed cost of a call is shared and one call wins. Measured with `npm run bench:classifier` and
+ * native/bench/bench_predict.c (XGB_BENCH_SPLITS=1): see the README, "Small batches".
+ */
+export const ROW_BY_ROW_MAX_ROWS = 4;
+
+/** Rows per libxgboost call for a batch of nRows: 1 (row by row) for small batches, else 0 (one call). */
+export function rowsPerCall(nRows: number): number {
+  return nRows <= ROW_BY_ROW_MAX_ROWS ? 1 : 0;
+}
+
+/**
  * True for ±Infinity: x - x is 0 for every finite x and NaN for ±Infinity and NaN; the second test
  * lets NaN (a missing value) through. Pure arithmetic on purpose: comparing with the global
  * `Infinity` is a global lookup per element, which is slow inside a vm context (jest, REPLs) and
@@ -414,9 +430,11 @@ function objectiveOf(booster: NativeBooster): string {
 function checkBinaryModel(booster: NativeBooster, source: string): void {
   const n = booster.numFeatures();
   if (n < 1) throw new Error(`Cannot load XGBoost model from ${source}: the model has no features`);
-  const out = booster.predict(new Float32Array(n).fill(NaN), 1);
-  if (out.length !== 1) {
-    throw new Error(`Cannot load XGBoost model from ${source}: it gives ${out.length} values per row; ` +
+  // Counted through the contributions (numFeatures + 1 per output): the value predictions insist on
+  // one value per row, and would stop with a less telling message.
+  const outputs = booster.contributions(new Float32Array(n).fill(NaN), 1, true).length / (n + 1);
+  if (outputs !== 1) {
+    throw new Error(`Cannot load XGBoost model from ${source}: it gives ${outputs} values per row; ` +
       'Classifier needs a binary classifier (one probability per row)');
   }
 }

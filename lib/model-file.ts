@@ -92,7 +92,7 @@ function isLegacyBinary(bytes: Uint8Array): boolean {
 
 /**
  * The xgboost release that saved a JSON or UBJSON model: its top-level `version` field, e.g.
- * `[3, 2, 0]` as "3.2.0". Undefined when the field is missing or not three integers.
+ * `[3, 4, 1]` as "3.4.1". Undefined when the field is missing or not three integers.
  * @throws Error when the bytes are not a well-formed document of that format.
  */
 export function savedByVersion(bytes: Uint8Array, format: 'json' | 'ubj'): string | undefined {

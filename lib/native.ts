@@ -15,10 +15,13 @@ export interface NativeBooster {
   jsonConfig(): string;
   /** One row of numFeatures() values; returns its prediction. */
   predictOne(row: Float32Array): number;
-  /** nRows row-major rows; returns xgboost's output, one value per row for a binary model. */
-  predict(rows: Float32Array, nRows: number): Float32Array;
+  /**
+   * nRows row-major rows; returns one value per row, from in-place predictions of `rowsPerCall` rows
+   * each (0 or absent: one call for all rows). Throws for a model that gives more than one value per row.
+   */
+  predict(rows: Float32Array, nRows: number, rowsPerCall?: number): Float32Array;
   /** As predict(), on the libuv thread pool; `rows` is held until the promise settles. */
-  predictAsync(rows: Float32Array, nRows: number): Promise<Float32Array>;
+  predictAsync(rows: Float32Array, nRows: number, rowsPerCall?: number): Promise<Float32Array>;
   /** SHAP contributions: nRows x (numFeatures() + 1), the bias last. */
   contributions(rows: Float32Array, nRows: number, approximate: boolean): Float32Array;
   /** The same on the libuv thread pool; `rows` is kept alive until the promise settles. */

@@ -43,6 +43,17 @@ std::uint64_t RequireRowCount(const Napi::Value& value) {
   return static_cast<std::uint64_t>(n);
 }
 
+// How many rows each libxgboost call of a value prediction takes; 0 (or undefined) means all of them.
+std::uint64_t RowsPerCall(const Napi::Value& value) {
+  if (value.IsUndefined()) return 0;
+  if (!value.IsNumber()) throw Napi::TypeError::New(value.Env(), "rowsPerCall must be a number");
+  const double n = value.As<Napi::Number>().DoubleValue();
+  if (!(n >= 0) || n != static_cast<double>(static_cast<std::uint64_t>(n))) {
+    throw Napi::RangeError::New(value.Env(), "rowsPerCall must be a non-negative integer");
+  }
+  return static_cast<std::uint64_t>(n);
+}
+
 // Never read past the end of a JS buffer, whatever the caller passed.
 void RequireRows(const Napi::Env& env, const Napi::Float32Array& rows, std::uint64_t n_rows,
                  std::uint64_t n_features) {
@@ -67,20 +78,27 @@ Napi::Float32Array CopyToFloat32Array(const Napi::Env& env, const float* values,
 class PredictWorker : public Napi::AsyncWorker {
  public:
   PredictWorker(const Napi::Env& env, std::shared_ptr<const Booster> booster,
-                const Napi::Float32Array& rows, std::uint64_t n_rows, PredictKind kind)
+                const Napi::Float32Array& rows, std::uint64_t n_rows, PredictKind kind,
+                std::uint64_t rows_per_call)
       : Napi::AsyncWorker(env, "xgb-stream:predict"),
         deferred_(Napi::Promise::Deferred::New(env)),
         booster_(std::move(booster)),
         rows_ref_(Napi::Persistent(static_cast<Napi::Object>(rows))),
         rows_(rows.Data()),
         n_rows_(n_rows),
-        kind_(kind) {}
+        kind_(kind),
+        rows_per_call_(rows_per_call) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
  protected:
   void Execute() override {
     try {
+      if (kind_ == PredictKind::kValue) {
+        result_.resize(n_rows_);
+        booster_->PredictValues(rows_, n_rows_, rows_per_call_, result_.data());
+        return;
+      }
       booster_->Predict(rows_, n_rows_, kind_, [this](const float* values, std::uint64_t n) {
         result_.assign(values, values + n);
       });
@@ -103,6 +121,7 @@ class PredictWorker : public Napi::AsyncWorker {
   const float* rows_;
   std::uint64_t n_rows_;
   PredictKind kind_;
+  std::uint64_t rows_per_call_;
   std::vector<float> result_;
 };
 
@@ -181,19 +200,23 @@ class NativeBooster : public Napi::ObjectWrap<NativeBooster> {
     const Booster& booster = Open(env);
     const auto row = RequireFloat32Array(info[0], "row");
     RequireRows(env, row, 1, booster.NumFeatures());
-    double score = 0;
-    Guard(env, [&] {
-      booster.Predict(row.Data(), 1, PredictKind::kValue, [&](const float* values, std::uint64_t n) {
-        if (n != 1) throw XgbError("model returned " + std::to_string(n) + " values for one row");
-        score = values[0];
-      });
-    });
+    float score = 0;
+    Guard(env, [&] { booster.PredictValues(row.Data(), 1, 1, &score); });
     return Napi::Number::New(env, score);
   }
 
-  // predict(rows: Float32Array, nRows: number): Float32Array of xgboost's raw output.
+  // predict(rows: Float32Array, nRows: number, rowsPerCall: number): Float32Array, one value per row,
+  // from in-place predictions of rowsPerCall rows each (0: one call).
   Napi::Value Predict(const Napi::CallbackInfo& info) {
-    return PredictSync(info, PredictKind::kValue);
+    const Napi::Env env = info.Env();
+    const Booster& booster = Open(env);
+    const auto rows = RequireFloat32Array(info[0], "rows");
+    const std::uint64_t n_rows = RequireRowCount(info[1]);
+    const std::uint64_t rows_per_call = RowsPerCall(info[2]);
+    RequireRows(env, rows, n_rows, booster.NumFeatures());
+    auto out = Napi::Float32Array::New(env, n_rows);
+    Guard(env, [&] { booster.PredictValues(rows.Data(), n_rows, rows_per_call, out.Data()); });
+    return out;
   }
 
   // contributions(rows, nRows, approximate: boolean): nRows x (numFeatures + 1), bias last.
@@ -218,25 +241,26 @@ class NativeBooster : public Napi::ObjectWrap<NativeBooster> {
     return out;
   }
 
-  // predictAsync(rows: Float32Array, nRows: number): Promise<Float32Array>.
+  // predictAsync(rows: Float32Array, nRows: number, rowsPerCall: number): Promise of what predict()
+  // returns.
   Napi::Value PredictAsync(const Napi::CallbackInfo& info) {
-    return QueuePredict(info, PredictKind::kValue);
+    return QueuePredict(info, PredictKind::kValue, RowsPerCall(info[2]));
   }
 
   // contributionsAsync(rows, nRows, approximate: boolean): Promise of what contributions() returns.
   Napi::Value ContributionsAsync(const Napi::CallbackInfo& info) {
     const bool approximate = info[2].ToBoolean().Value();
     return QueuePredict(info, approximate ? PredictKind::kContributionsApprox
-                                          : PredictKind::kContributionsExact);
+                                          : PredictKind::kContributionsExact, 0);
   }
 
-  Napi::Value QueuePredict(const Napi::CallbackInfo& info, PredictKind kind) {
+  Napi::Value QueuePredict(const Napi::CallbackInfo& info, PredictKind kind, std::uint64_t rows_per_call) {
     const Napi::Env env = info.Env();
     Open(env);
     const auto rows = RequireFloat32Array(info[0], "rows");
     const std::uint64_t n_rows = RequireRowCount(info[1]);
     RequireRows(env, rows, n_rows, booster_->NumFeatures());
-    auto* worker = new PredictWorker(env, booster_, rows, n_rows, kind);
+    auto* worker = new PredictWorker(env, booster_, rows, n_rows, kind, rows_per_call);
     const Napi::Promise promise = worker->Promise();
     worker->Queue();  // the worker deletes itself after OnOK/OnError
     return promise;

@@ -1,6 +1,8 @@
 #include "booster.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <limits>
 
@@ -105,6 +107,50 @@ std::optional<std::string> Booster::Attribute(const std::string& key) const {
   XgbCheck(XGBoosterGetAttr(handle_, key.c_str(), &value, &found), "XGBoosterGetAttr");
   if (found == 0 || value == nullptr) return std::nullopt;
   return std::string(value);
+}
+
+namespace {
+// Value type, all trees, NaN as the missing value: what XGBoosterPredict with option_mask 0 gives.
+constexpr const char* kInplaceConfig =
+    "{\"type\":0,\"training\":false,\"iteration_begin\":0,\"iteration_end\":0,"
+    "\"strict_shape\":false,\"missing\":NaN}";
+}  // namespace
+
+void Booster::PredictValues(const float* rows, std::uint64_t n_rows, std::uint64_t rows_per_call,
+                            float* out) const {
+  if (serialise_) {
+    // Not a tree booster (gblinear): it has no in-place prediction, and its calls are serialised
+    // anyway, so one DMatrix call (Predict takes the lock).
+    Predict(rows, n_rows, PredictKind::kValue, [&](const float* values, std::uint64_t length) {
+      if (length != n_rows) {
+        throw XgbError("model returned " + std::to_string(length) + " values for " + std::to_string(n_rows) +
+                       " rows");
+      }
+      std::copy(values, values + n_rows, out);
+    });
+    return;
+  }
+  if (rows_per_call == 0) rows_per_call = n_rows;
+  for (std::uint64_t first = 0; first < n_rows; first += rows_per_call) {
+    const std::uint64_t n = n_rows - first < rows_per_call ? n_rows - first : rows_per_call;
+    // xgboost's __array_interface__ for a row-major float32 matrix at this address.
+    char array[160];
+    std::snprintf(array, sizeof array,
+                  "{\"data\":[%llu,true],\"shape\":[%llu,%llu],\"typestr\":\"<f4\",\"version\":3}",
+                  static_cast<unsigned long long>(reinterpret_cast<std::uintptr_t>(rows + first * num_features_)),
+                  static_cast<unsigned long long>(n), static_cast<unsigned long long>(num_features_));
+    const bst_ulong* shape = nullptr;
+    bst_ulong dims = 0;
+    const float* values = nullptr;
+    XgbCheck(XGBoosterPredictFromDense(handle_, array, kInplaceConfig, nullptr, &shape, &dims, &values),
+             "XGBoosterPredictFromDense");
+    std::uint64_t length = 1;
+    for (bst_ulong d = 0; d < dims; ++d) length *= shape[d];
+    if (length != n) {
+      throw XgbError("model returned " + std::to_string(length) + " values for " + std::to_string(n) + " rows");
+    }
+    std::copy(values, values + n, out + first);
+  }
 }
 
 int Booster::OptionMask(PredictKind kind) {

@@ -38,10 +38,11 @@ enum class PredictKind { kValue, kContributionsExact, kContributionsApprox };
 // in flight, so that close() or garbage collection during a prediction only drops a reference and
 // XGBoosterFree runs exactly once, when the last user is done.
 //
-// Thread safety (libxgboost 3.2): since 1.4 every prediction entry point is documented thread-safe
-// for tree boosters (gbtree, dart), and the source agrees: XGBoosterPredict writes its output into
-// a per-thread, per-booster buffer (LearnerAPIThreadLocalStore). Two things are not safe, and this class handles
-// both: the lazy Configure() on the first prediction (a double-checked flag that is not atomic), which
+// Thread safety (libxgboost 3.2 to 3.4): since 1.4 every prediction entry point is documented
+// thread-safe for tree boosters (gbtree, dart), and the source agrees: XGBoosterPredict writes its
+// output into a per-thread, per-booster buffer (LearnerAPIThreadLocalStore), and so does in-place
+// prediction (XGBoosterPredictFromDense), which upstream documents as safe and lock free on its own.
+// Two things are not safe, and this class handles both: the lazy Configure() on the first prediction (a double-checked flag that is not atomic), which
 // the constructor runs eagerly before the booster is shared; and gblinear, whose predictor is not
 // covered by the guarantee, so its predictions are serialised with a mutex. Parameters are only set
 // before the booster is shared, never during predictions, as xgboost requires.
@@ -78,6 +79,14 @@ class Booster {
              "XGBoosterPredict");
     sink(values, static_cast<std::uint64_t>(length));
   }
+
+  // Value predictions (PredictKind::kValue) of nRows rows without a DMatrix: in-place prediction
+  // (XGBoosterPredictFromDense) reads the rows where they are, in calls of rows_per_call rows (1:
+  // row by row; nRows or more: one call), and writes one value per row into out. How a batch is
+  // split is the caller's choice: libxgboost's cost per call makes one call for many rows cheapest,
+  // but 3.4 scores a single row on a faster path than a call of a few rows (README, "Small batches").
+  // Tree boosters only; the others take one DMatrix call, whatever rows_per_call says.
+  void PredictValues(const float* rows, std::uint64_t n_rows, std::uint64_t rows_per_call, float* out) const;
 
  private:
   Booster();

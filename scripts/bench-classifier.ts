@@ -6,7 +6,10 @@
  * Both sides score the same rows in the same order (the test vectors, cycled), one call at a time:
  * the async figures are latency (submit, wait, repeat). One extra row shows single-row throughput
  * with IN_FLIGHT predictAsync calls outstanding, which is how a stream processor uses the pool.
- * C and Node runs alternate, REPEATS times, and the table shows medians.
+ * C and Node runs alternate, REPEATS times, and the tables show medians. The C program also times
+ * every split of a batch into libxgboost calls (one call through a DMatrix or in place, one call per
+ * row either way); the Node rows are compared with the C split the Classifier takes for that size
+ * (lib/classifier.ts, rowsPerCall).
  *
  * Options: see HELP (npm run bench:classifier -- --help).
  */
@@ -15,6 +18,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Classifier } from '../lib';
+import { rowsPerCall } from '../lib/classifier';
 import { isMainScript, numberFlag, numberListFlag, readFlags, UsageError } from './options';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -144,15 +148,28 @@ async function measure(classifier: Classifier, pool: RowPool, kind: Kind, size: 
   return { wall: (elapsed * 1e6) / (calls * size), cpu: cpu / (calls * size) };
 }
 
-function runC(opts: Options, numFeatures: number): Map<number, PerRow> {
+/** The ways bench_predict splits a batch into calls, as it names them. */
+const SPLITS = ['dmatrix', 'inplace', 'dmatrix-rows', 'inplace-rows'] as const;
+type Split = typeof SPLITS[number];
+
+/** The C split that matches the Classifier's for a batch of `size` rows. */
+const classifierSplit = (size: number): Split => (size === 1 ? 'inplace' : rowsPerCall(size) === 1 ? 'inplace-rows' : 'inplace');
+
+function runC(opts: Options, numFeatures: number): Map<string, PerRow> {
   const exe = path.join(ROOT, 'build', 'bench', 'bench_predict');
   if (!existsSync(exe)) throw new Error(`${exe} is missing: run scripts/bench-classifier.sh, which builds it`);
   const out = execFileSync(exe, [opts.model, path.join(opts.vectors, 'features.f32'), String(numFeatures),
-    String(opts.nthread), String(opts.seconds), '1', ...opts.batches.map(String)], { encoding: 'utf8' });
-  const result = new Map<number, PerRow>();
+    String(opts.nthread), String(opts.seconds), '1', ...opts.batches.map(String)],
+  { encoding: 'utf8', env: { ...process.env, XGB_BENCH_SPLITS: '1' } });
+  const result = new Map<string, PerRow>();
   for (const line of out.trim().split('\n')) {
     const { path: p, batch, usPerRow, cpuUsPerRow } = JSON.parse(line);
-    if (p === 'dmatrix') result.set(batch, { wall: usPerRow, cpu: cpuUsPerRow });
+    result.set(`${p}:${batch}`, { wall: usPerRow, cpu: cpuUsPerRow });
+  }
+  // One row is the same call whichever way a batch is split.
+  for (const p of ['dmatrix', 'inplace'] as const) {
+    const one = result.get(`${p}:1`);
+    if (one) result.set(`${p}-rows:1`, one);
   }
   return result;
 }
@@ -185,14 +202,14 @@ async function main(): Promise<number> {
   const classifier = Classifier.load(opts.model, { nthread: opts.nthread });
   const pool = new RowPool(features, classifier.numFeatures, Math.max(...opts.batches));
 
-  const c = new Map<number, PerRow[]>();
+  const c = new Map<string, PerRow[]>();
   const js = new Map<string, PerRow[]>();
   const add = <K>(m: Map<K, PerRow[]>, k: K, v: PerRow): void => { m.set(k, [...(m.get(k) ?? []), v]); };
 
   process.stderr.write(`bench: ${opts.repeats} repeats × ${opts.batches.length} batch sizes, ` +
     `${opts.seconds} s per measurement; C and Node alternate\n`);
   for (let r = 0; r < opts.repeats; r++) {
-    for (const [batch, us] of runC(opts, classifier.numFeatures)) add(c, batch, us);
+    for (const [key, us] of runC(opts, classifier.numFeatures)) add(c, key, us);
     for (const batch of opts.batches) {
       if (batch === 1) {
         add(js, 'predict:1', await measure(classifier, pool, 'predict', 1, opts.seconds));
@@ -222,7 +239,7 @@ async function main(): Promise<number> {
     lines.push('', '| rows/call | Node API | C µs/row | Node sync µs/row | sync ÷ C | Node async µs/row | async ÷ C |',
       '|---:|---|---:|---:|---:|---:|---:|');
     for (const batch of opts.batches) {
-      const base = m(c.get(batch));
+      const base = m(c.get(`${classifierSplit(batch)}:${batch}`));
       if (batch === 1) {
         const s = m(js.get('predict:1'));
         const a = m(js.get('predictAsync:1'));
@@ -233,6 +250,13 @@ async function main(): Promise<number> {
       const s = m(js.get(`predictBatch:${batch}`));
       const a = m(js.get(`predictBatchAsync:${batch}`));
       lines.push(`| ${batch} | predictBatch / predictBatchAsync | ${fmt(base)} | ${fmt(s)} | ${ratio(s, base)} | ${fmt(a)} | ${ratio(a, base)} |`);
+    }
+    lines.push('', `Splits of a batch into libxgboost calls, C, ${clock} µs per row (the Classifier's: *):`, '',
+      '| rows/call | one call, DMatrix | one call, in place | row by row, DMatrix | row by row, in place |',
+      '|---:|---:|---:|---:|---:|');
+    for (const batch of opts.batches) {
+      const cells = SPLITS.map((p) => `${fmt(m(c.get(`${p}:${batch}`)))}${p === classifierSplit(batch) ? ' *' : ''}`);
+      lines.push(`| ${batch} | ${cells.join(' | ')} |`);
     }
   }
   process.stdout.write(lines.join('\n') + '\n');

@@ -4,12 +4,14 @@
  *
  * Runs as the first half of `npm install` (before cmake-js), so it is plain JavaScript with no
  * dependencies. It takes two files of the xgboost release from PyPI and checks each against the
- * SHA-256 pinned below:
+ * SHA-256 pinned in scripts/xgboost-version.json (the one place the pinned release is written):
  *   - the `xgboost-cpu` wheel, which holds the built libxgboost.so (and the libgomp it needs): the
  *     very file that the trainer's Python installs, so Node and Python run the same library;
  *   - the `xgboost` source archive, for include/xgboost/c_api.h, which the wheel does not carry.
- * Layout: .libxgboost/3.2.0/{xgboost/lib/libxgboost.so, xgboost_cpu.libs/, include/xgboost/c_api.h}
- * and .libxgboost/wheels/<the wheel>, which scripts/setup.sh installs into the trainer's venv.
+ * Layout: .libxgboost/<version>/{xgboost/lib/libxgboost.so, xgboost_cpu.libs/, include/xgboost/c_api.h}
+ * and .libxgboost/wheels/<the wheel>, which scripts/setup.sh installs into the trainer's venv. When
+ * the library names a SONAME (3.3 and later: libxgboost.so.3), a link of that name sits beside it,
+ * because the addon records the SONAME and the dynamic loader looks for that file name.
  *
  * Usage: node scripts/libxgboost.js [--print-prefix]
  *   XGBOOST_ROOT=/prefix    use that libxgboost instead (its include/ and lib/); nothing is fetched
@@ -22,16 +24,12 @@ const os = require('node:os');
 const path = require('node:path');
 const zlib = require('node:zlib');
 
-const VERSION = '3.2.0';
+const PIN = require('./xgboost-version.json');
+const VERSION = PIN.version;
 /** The wheels of the release per Node platform-arch, with the SHA-256 that PyPI lists for them. */
-const WHEELS = {
-  'linux-x64': ['xgboost_cpu-3.2.0-py3-none-manylinux_2_28_x86_64.whl',
-    '9c10b1653e1a689bf4094a328144cf3633c9be0e5217a76fbdc2fde6abcb2950'],
-  'linux-arm64': ['xgboost_cpu-3.2.0-py3-none-manylinux_2_28_aarch64.whl',
-    '896b9e2bc52ec0921edf92ddd1cebedf47032e94992b7aca0293524d380ce6e9'],
-};
-const SDIST = ['xgboost-3.2.0.tar.gz', '99b0e9a2a64896cdaf509c5e46372d336c692406646d20f2af505003c0c5d70d'];
-const HEADER_IN_SDIST = 'xgboost-3.2.0/cpp_src/include/xgboost/c_api.h';
+const WHEELS = Object.fromEntries(Object.entries(PIN.wheels).map(([platform, w]) => [platform, [w.file, w.sha256]]));
+const SDIST = [PIN.sdist.file, PIN.sdist.sha256];
+const HEADER_IN_SDIST = `xgboost-${VERSION}/cpp_src/include/xgboost/c_api.h`;
 
 const ROOT = path.resolve(__dirname, '..');
 const PREFIX = path.join(ROOT, '.libxgboost', VERSION);
@@ -145,6 +143,42 @@ function readFromTarGz(archive, member) {
   throw new Error(`${member} is not in the archive`);
 }
 
+/**
+ * The DT_SONAME of a 64-bit little-endian ELF shared library (what a program linked against it asks
+ * the dynamic loader for), or undefined when it names none.
+ */
+function elfSoname(elf) {
+  if (elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2 || elf[5] !== 1) return undefined;
+  const sectionsAt = Number(elf.readBigUInt64LE(0x28));
+  const sectionSize = elf.readUInt16LE(0x3a);
+  const sections = elf.readUInt16LE(0x3c);
+  const section = (i) => sectionsAt + i * sectionSize;
+  for (let i = 0; i < sections; i++) {
+    if (elf.readUInt32LE(section(i) + 4) !== 6) continue; // SHT_DYNAMIC
+    const at = Number(elf.readBigUInt64LE(section(i) + 0x18));
+    const size = Number(elf.readBigUInt64LE(section(i) + 0x20));
+    const strings = Number(elf.readBigUInt64LE(section(elf.readUInt32LE(section(i) + 0x28)) + 0x18));
+    for (let e = at; e < at + size; e += 16) {
+      const tag = elf.readBigUInt64LE(e);
+      if (tag === 0n) break;
+      if (tag === 14n) { // DT_SONAME
+        const name = strings + Number(elf.readBigUInt64LE(e + 8));
+        return elf.toString('latin1', name, elf.indexOf(0, name));
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Puts a link named after the library's SONAME beside it, so that the loader finds it by that name. */
+function linkSoname(libDir) {
+  const library = path.join(libDir, 'libxgboost.so');
+  const soname = elfSoname(fs.readFileSync(library));
+  if (!soname || soname === 'libxgboost.so') return;
+  fs.rmSync(path.join(libDir, soname), { force: true });
+  fs.symlinkSync('libxgboost.so', path.join(libDir, soname));
+}
+
 async function main() {
   if (process.env.XGBOOST_ROOT) {
     if (process.argv.includes('--print-prefix')) process.stdout.write(`${process.env.XGBOOST_ROOT}\n`);
@@ -175,6 +209,7 @@ async function main() {
   fs.rmSync(PREFIX, { recursive: true, force: true });
   fs.mkdirSync(PREFIX, { recursive: true });
   extractZip(wheelBytes, PREFIX);
+  linkSoname(path.join(PREFIX, 'xgboost', 'lib'));
   const header = path.join(PREFIX, 'include', 'xgboost', 'c_api.h');
   fs.mkdirSync(path.dirname(header), { recursive: true });
   fs.writeFileSync(header, readFromTarGz(sdistBytes, HEADER_IN_SDIST));

@@ -2,8 +2,10 @@
 # Installs what xgb-stream needs, idempotently, with no system package for xgboost:
 #   - the npm dependencies, whose install step fetches the pinned libxgboost (scripts/libxgboost.js),
 #     builds librdkafka and the native addon, and compiles the TypeScript;
-#   - the trainer's venv (.venv): the same xgboost-cpu wheel the addon's libxgboost came from, with
-#     numpy, scikit-learn and matplotlib (scripts/requirements.txt).
+#   - the trainer's venv (.venv), on a Python ≥ 3.12 (scripts/find-python.sh): the same xgboost-cpu
+#     wheel the addon's libxgboost came from, with numpy, scikit-learn and matplotlib
+#     (scripts/requirements.txt).
+# The pinned xgboost release is the one in scripts/xgboost-version.json.
 # Usage: scripts/setup.sh [--check]   (--check: only do what is missing, say nothing when all is there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,26 +31,28 @@ else
   say "npm dependencies present"
 fi
 
+xgboost_version=$(node -p "require('./scripts/xgboost-version.json').version")
 addon=build/Release/xgb_stream_native.node
-if [ ! -f "$addon" ] || [ ! -f .libxgboost/3.2.0/.complete ] \
-    || [ -n "$(find native CMakeLists.txt scripts/libxgboost.js -newer "$addon" -print -quit)" ]; then
+if [ ! -f "$addon" ] || [ ! -f ".libxgboost/$xgboost_version/.complete" ] \
+    || [ -n "$(find native CMakeLists.txt scripts/libxgboost.js scripts/xgboost-version.json -newer "$addon" -print -quit)" ]; then
   echo "setup: building the native addon"
   { node scripts/libxgboost.js && npx cmake-js compile; } >/tmp/xgb-stream-cmake.log 2>&1 \
     || { tail -30 /tmp/xgb-stream-cmake.log >&2; exit 1; }
 fi
 
 # The trainer's venv, remade when the wheel or the requirements change.
-wheel=$(ls .libxgboost/wheels/xgboost_cpu-3.2.0-*.whl 2>/dev/null | head -n 1)
+wheel=$(ls .libxgboost/wheels/xgboost_cpu-"$xgboost_version"-*.whl 2>/dev/null | head -n 1)
 if [ -z "$wheel" ]; then
   echo "setup: no xgboost-cpu wheel in .libxgboost/wheels (XGBOOST_ROOT builds skip the fetch):" \
-    "set XGB_STREAM_PYTHON to a Python with xgboost $(sed -n "s/^const VERSION = '\(.*\)';/\1/p" scripts/libxgboost.js) for the trainer" >&2
+    "set XGB_STREAM_PYTHON to a Python with xgboost $xgboost_version for the trainer" >&2
 else
   venv_stamp=.venv/.xgb-stream-setup
   venv_hash=$(cat scripts/requirements.txt "$wheel" | sha256sum | cut -d' ' -f1)
   if [ ! -f "$venv_stamp" ] || [ "$(cat "$venv_stamp")" != "$venv_hash" ]; then
-    echo "setup: making the trainer's venv .venv (xgboost from $(basename "$wheel"))"
+    python=$(bash scripts/find-python.sh) || exit 1
+    echo "setup: making the trainer's venv .venv (xgboost from $(basename "$wheel"), $("$python" -V))"
     rm -rf .venv
-    python3 -m venv .venv
+    "$python" -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check "$wheel" -r scripts/requirements.txt
     echo "$venv_hash" > "$venv_stamp"
   else

@@ -99,17 +99,17 @@ describe('metadata', () => {
   });
 
   it('has no feature names for a model trained without them', () => {
-    const unnamed = Classifier.load(path.join(ROOT, 'models', 'matrix', '3.2.0', 'model.json'));
+    const unnamed = Classifier.load(path.join(ROOT, 'models', 'matrix', '3.4.1', 'model.json'));
     expect(unnamed.featureNames).toBeUndefined();
     expect(unnamed.numFeatures).toBe(v.numFeatures);
     unnamed.close();
   });
 
   it('reports the pinned libxgboost, the release the trainer used, and the model\'s own facts', () => {
-    expect(classifier.xgboostVersion).toBe('3.2.0');
-    expect(classifier.attribute('xgboost_version')).toBe('3.2.0');
+    expect(classifier.xgboostVersion).toBe('3.4.1');
+    expect(classifier.attribute('xgboost_version')).toBe('3.4.1');
     expect(classifier.modelInfo).toEqual({
-      format: 'ubj', savedByXgboost: '3.2.0', libxgboost: '3.2.0', objective: 'binary:logistic',
+      format: 'ubj', savedByXgboost: '3.4.1', libxgboost: '3.4.1', objective: 'binary:logistic',
     });
   });
 });

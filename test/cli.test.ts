@@ -70,14 +70,14 @@ describe('xgb-stream command line', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'xgb-stream-cli-'));
     const future = path.join(dir, 'future.json');
     // Edited as text: a JSON round trip would turn xgboost's 1.0 into 1, which its parser rejects.
-    writeFileSync(future, readFileSync(path.join(matrix, '3.2.0', 'model.json'), 'utf8')
-      .replace(/,"version":\[3,2,0\]\}$/, ',"version":[3,3,0]}'));
+    writeFileSync(future, readFileSync(path.join(matrix, '3.4.1', 'model.json'), 'utf8')
+      .replace(/,"version":\[3,4,1\]\}$/, ',"version":[3,4,2]}'));
     const legacy = path.join(matrix, '1.7.6', 'model.bin');
-    const regression = path.join(matrix, '3.2.0', 'objectives', 'reg-squarederror.json');
+    const regression = path.join(matrix, '3.4.1', 'objectives', 'reg-squarederror.json');
     const expected: [string, string][] = [
-      [future, `it was saved by xgboost 3.3.0, newer than the libxgboost 3.2.0 that would score it, which may read ` +
-        'it wrongly. Save it with xgboost 3.2.0 or older, or build xgb-stream against a libxgboost ≥ 3.3.0 (XGBOOST_ROOT)'],
-      [legacy, "it is in xgboost's legacy binary format, which libxgboost 3.2.0 cannot read (3.1 dropped it). " +
+      [future, `it was saved by xgboost 3.4.2, newer than the libxgboost 3.4.1 that would score it, which may read ` +
+        'it wrongly. Save it with xgboost 3.4.1 or older, or build xgb-stream against a libxgboost ≥ 3.4.2 (XGBOOST_ROOT)'],
+      [legacy, "it is in xgboost's legacy binary format, which libxgboost 3.4.1 cannot read (3.1 dropped it). " +
         "Convert it once to UBJSON: 'npm run convert-model -- MODEL.bin MODEL.ubj'"],
       [regression, 'its objective is reg:squarederror, which does not give a probability of the positive class; ' +
         'the Classifier scores binary:logistic and reg:logistic models only'],

@@ -16,9 +16,12 @@ import { readF32, worstDifference } from './helpers/test-vectors';
 
 const ROOT = path.resolve(__dirname, '..');
 const MATRIX = path.join(ROOT, 'models', 'matrix');
-const RELEASES = ['1.7.6', '2.1.4', '3.0.5', '3.2.0'];
-const LIBXGBOOST = '3.2.0';
-const TOLERANCE = 1e-6;
+const RELEASES = ['1.7.6', '2.1.4', '3.0.5', '3.2.0', '3.3.0', '3.4.1'];
+/** The pinned release (the one place it is written), which the addon links and the trainer runs. */
+const LIBXGBOOST: string = JSON.parse(readFileSync(path.join(ROOT, 'scripts', 'xgboost-version.json'), 'utf8')).version;
+const PINNED_PARTS = LIBXGBOOST.split('.').map(Number);
+/** Exact: the linked libxgboost reads every release's model to the same float32 as its own Python. */
+const TOLERANCE = 0;
 
 let scratch: string;
 beforeAll(() => { scratch = mkdtempSync(path.join(tmpdir(), 'xgb-stream-versions-')); });
@@ -37,11 +40,12 @@ function worstAgainstPython(classifier: Classifier, release: string): number {
   return worstDifference(classifier.predictBatch(rows, probabilities.length), probabilities);
 }
 
-/** The 3.2.0 model's JSON text with its version field rewritten (or removed, for null). JSON.parse
- * would not do: xgboost's parser tells 1.0 from 1, and a round trip through JavaScript loses that. */
+/** The pinned release's model JSON text with its version field rewritten (or removed, for null).
+ * JSON.parse would not do: xgboost's parser tells 1.0 from 1, and a round trip through JavaScript
+ * loses that. */
 function withVersion(version: readonly number[] | null): string {
-  const text = readFileSync(path.join(MATRIX, '3.2.0', 'model.json'), 'utf8');
-  const field = ',"version":[3,2,0]}';
+  const text = readFileSync(path.join(MATRIX, LIBXGBOOST, 'model.json'), 'utf8');
+  const field = `,"version":[${PINNED_PARTS.join(',')}]}`;
   expect(text.endsWith(field)).toBe(true);
   return text.slice(0, -field.length) + (version ? `,"version":[${version.join(',')}]}` : '}');
 }
@@ -56,7 +60,7 @@ function loadError(model: string | Buffer): Error {
 }
 
 describe.each(RELEASES)('a model saved by Python xgboost %s', (release) => {
-  it.each(['model.json', 'model.ubj'])('%s scores as that release did (worst difference <= 1e-6)', (file) => {
+  it.each(['model.json', 'model.ubj'])('%s scores exactly as that release did (worst difference 0)', (file) => {
     const info = JSON.parse(readFileSync(path.join(MATRIX, release, 'info.json'), 'utf8'));
     expect(info.xgboostVersion).toBe(release);
     const classifier = Classifier.load(path.join(MATRIX, release, file), { nthread: 1 });
@@ -71,12 +75,42 @@ describe.each(RELEASES)('a model saved by Python xgboost %s', (release) => {
     });
     classifier.close();
   });
+
+  it('scores the same through every Classifier path: predict, predictAsync, predictBatch, predictBatchAsync', async () => {
+    const { rows, probabilities } = expected(release);
+    const classifier = Classifier.load(path.join(MATRIX, release, 'model.ubj'), { nthread: 1 });
+    const n = classifier.numFeatures;
+    const count = probabilities.length;
+    const one = Float32Array.from({ length: count }, (_, r) => classifier.predict(rows.subarray(r * n, (r + 1) * n)));
+    const oneAsync = Float32Array.from(await Promise.all(
+      Array.from({ length: count }, (_, r) => classifier.predictAsync(rows.subarray(r * n, (r + 1) * n)))));
+    const batch = classifier.predictBatch(rows, count);
+    const batchAsync = await classifier.predictBatchAsync(rows, count);
+    // Small batches take another split into libxgboost calls (row by row): the same scores.
+    const small = new Float32Array(count);
+    for (let first = 0; first < count; first += 3) {
+      const size = Math.min(3, count - first);
+      small.set(await classifier.predictBatchAsync(rows.subarray(first * n, (first + size) * n), size), first);
+    }
+    // worstDifference, not toEqual: the addon's Float32Arrays come from another realm than jest's.
+    for (const scores of [one, oneAsync, batchAsync, small]) expect(worstDifference(scores, batch)).toBe(0);
+    expect(batch).toHaveLength(count);
+    expect(worstDifference(batch, probabilities)).toBeLessThanOrEqual(TOLERANCE);
+    classifier.close();
+  });
 });
 
 describe('a model from a newer xgboost than the linked libxgboost', () => {
   const message = (file: string) => `Cannot load XGBoost model from ${file}: it was saved by xgboost 9.9.0, ` +
-    'newer than the libxgboost 3.2.0 that would score it, which may read it wrongly. Save it with xgboost ' +
-    '3.2.0 or older, or build xgb-stream against a libxgboost ≥ 9.9.0 (XGBOOST_ROOT)';
+    `newer than the libxgboost ${LIBXGBOOST} that would score it, which may read it wrongly. Save it with xgboost ` +
+    `${LIBXGBOOST} or older, or build xgb-stream against a libxgboost ≥ 9.9.0 (XGBOOST_ROOT)`;
+
+  it('is the pinned 3.4.1 that is linked', () => {
+    expect(LIBXGBOOST).toBe('3.4.1');
+    const classifier = Classifier.load(path.join(MATRIX, '3.4.1', 'model.ubj'));
+    expect(classifier.xgboostVersion).toBe('3.4.1');
+    classifier.close();
+  });
 
   it('is refused as JSON, naming both versions', () => {
     const file = path.join(scratch, 'future.json');
@@ -85,16 +119,18 @@ describe('a model from a newer xgboost than the linked libxgboost', () => {
     expect(err).toBeInstanceOf(ModelVersionError);
     expect(err).toBeInstanceOf(ModelLoadError);
     expect(err.message).toBe(message(file));
-    expect(err).toMatchObject({ code: 'MODEL_TOO_NEW', modelVersion: '9.9.0', libraryVersion: '3.2.0', source: file });
+    expect(err).toMatchObject({ code: 'MODEL_TOO_NEW', modelVersion: '9.9.0', libraryVersion: LIBXGBOOST, source: file });
   });
 
   it('is refused as UBJSON, from a file and from a Buffer', () => {
-    const bytes = Buffer.from(readFileSync(path.join(MATRIX, '3.2.0', 'model.ubj')));
-    // The version is the last field: "version" [ # L 3 i 3 i 2 i 0 ] closes the document.
-    const tail = Buffer.from('version[#L\0\0\0\0\0\0\0\x03i\x03i\x02i\x00}', 'latin1');
+    const bytes = Buffer.from(readFileSync(path.join(MATRIX, LIBXGBOOST, 'model.ubj')));
+    // The version is the last field: "version" [ # L 3 i <major> i <minor> i <patch> ] closes the document.
+    const tail = Buffer.from('version[#L\0\0\0\0\0\0\0\x03' +
+      PINNED_PARTS.map((n) => `i${String.fromCharCode(n)}`).join('') + '}', 'latin1');
     expect(bytes.subarray(bytes.length - tail.length).equals(tail)).toBe(true);
     bytes[bytes.length - 6] = 9;
     bytes[bytes.length - 4] = 9;
+    bytes[bytes.length - 2] = 0;
     const file = path.join(scratch, 'future.ubj');
     writeFileSync(file, bytes);
     expect(loadError(file).message).toBe(message(file));
@@ -104,7 +140,8 @@ describe('a model from a newer xgboost than the linked libxgboost', () => {
   });
 
   it('loads when it is older or the same release, patch levels compared', () => {
-    for (const [version, loads] of [[[3, 1, 9], true], [[3, 2, 0], true], [[3, 2, 1], false], [[3, 10, 0], false]] as const) {
+    for (const [version, loads] of [[[3, 3, 9], true], [[3, 4, 0], true], [[3, 4, 1], true], [[3, 4, 2], false],
+      [[3, 5, 0], false], [[3, 10, 0], false], [[4, 0, 0], false]] as const) {
       const file = path.join(scratch, 'versioned.json');
       writeFileSync(file, withVersion(version));
       if (loads) {
@@ -129,7 +166,7 @@ describe('a model from a newer xgboost than the linked libxgboost', () => {
 
 describe('a legacy binary model', () => {
   const message = (source: string) => `Cannot load XGBoost model from ${source}: it is in xgboost's legacy ` +
-    "binary format, which libxgboost 3.2.0 cannot read (3.1 dropped it). Convert it once to UBJSON: " +
+    `binary format, which libxgboost ${LIBXGBOOST} cannot read (3.1 dropped it). Convert it once to UBJSON: ` +
     "'npm run convert-model -- MODEL.bin MODEL.ubj'";
 
   it.each(['1.7.6', '2.1.4', '3.0.5'])('saved by xgboost %s is refused with how to convert it', (release) => {
@@ -174,7 +211,7 @@ describe('a legacy binary model', () => {
 
 describe('a model whose output is not the probability of the positive class', () => {
   it.each(['multi:softmax', 'reg:squarederror', 'binary:logitraw', 'rank:pairwise'])('%s is refused, naming the objective', (objective) => {
-    const file = path.join(MATRIX, '3.2.0', 'objectives', `${objective.replace(':', '-')}.json`);
+    const file = path.join(MATRIX, LIBXGBOOST, 'objectives', `${objective.replace(':', '-')}.json`);
     const err = loadError(file);
     expect(err).toBeInstanceOf(UnsupportedObjectiveError);
     expect(err).toMatchObject({ code: 'UNSUPPORTED_OBJECTIVE', objective });
@@ -185,9 +222,9 @@ describe('a model whose output is not the probability of the positive class', ()
 
 describe('reading the model file before libxgboost does', () => {
   it('sniffs the formats as xgboost does', () => {
-    expect(modelFormat(readFileSync(path.join(MATRIX, '3.2.0', 'model.json')))).toBe('json');
+    expect(modelFormat(readFileSync(path.join(MATRIX, LIBXGBOOST, 'model.json')))).toBe('json');
     expect(modelFormat(Buffer.from(' \n{ "learner": {} }'))).toBe('json');
-    expect(modelFormat(readFileSync(path.join(MATRIX, '3.2.0', 'model.ubj')))).toBe('ubj');
+    expect(modelFormat(readFileSync(path.join(MATRIX, LIBXGBOOST, 'model.ubj')))).toBe('ubj');
     expect(modelFormat(readFileSync(path.join(MATRIX, '1.7.6', 'model.bin')))).toBe('legacy-binary');
     // Without its "binf" tag, as older writers left it, the layout still identifies it.
     expect(modelFormat(readFileSync(path.join(MATRIX, '1.7.6', 'model.bin')).subarray(4))).toBe('legacy-binary');

@@ -96,7 +96,7 @@ describe('live model rollout', () => {
       await streaming;
       await progress.waitFor(n, 60_000);
       const metrics = (await get(port, '/metrics')).body;
-      expect(sample(metrics, `xgb_stream_model_info{libxgboost="3.2.0",saved_by_xgboost="3.2.0",version="${version(v2)}"}`)).toBe(1);
+      expect(sample(metrics, `xgb_stream_model_info{libxgboost="3.4.1",saved_by_xgboost="3.4.1",version="${version(v2)}"}`)).toBe(1);
       expect(metrics).not.toContain(`version="${version(v1)}"`);
       expect(sample(metrics, 'xgb_stream_model_reloads_total{result="success"}')).toBe(1);
       expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });

@@ -9,8 +9,10 @@
  *   NTHREAD       xgboost's nthread parameter; 0 keeps xgboost's default
  *   MIN_SECONDS   time spent per (batch size, repeat); REPEATS measurements per batch size
  *
- * With XGB_BENCH_INPLACE=1 it also times XGBoosterPredictFromDense (in-place prediction, no
- * DMatrix), the faster path the addon does not use, for comparison.
+ * With XGB_BENCH_SPLITS=1 it also times the other ways of splitting a batch into calls: one
+ * XGBoosterPredictFromDense call (in-place prediction, no DMatrix) for the batch ("inplace"), and one
+ * call per row, through a DMatrix ("dmatrix-rows") or in place ("inplace-rows"). These are the
+ * figures behind the Classifier's choice of split (lib/classifier.ts, predictRowsAsync).
  */
 #include <xgboost/c_api.h>
 
@@ -90,6 +92,19 @@ static float predict_inplace(BoosterHandle booster, const float *rows, size_t n,
   return out[0];
 }
 
+/* The batch as n calls of one row each: the figures that say where one call for the batch wins. */
+static float predict_dmatrix_rows(BoosterHandle booster, const float *rows, size_t n, size_t cols) {
+  float first = 0;
+  for (size_t i = 0; i < n; ++i) first += predict_dmatrix(booster, rows + i * cols, 1, cols);
+  return first;
+}
+
+static float predict_inplace_rows(BoosterHandle booster, const float *rows, size_t n, size_t cols) {
+  float first = 0;
+  for (size_t i = 0; i < n; ++i) first += predict_inplace(booster, rows + i * cols, 1, cols);
+  return first;
+}
+
 typedef float (*predict_fn)(BoosterHandle, const float *, size_t, size_t);
 
 /* Times calls of `batch` rows for at least min_seconds. The rows of call i start at
@@ -125,7 +140,7 @@ int main(int argc, char **argv) {
   const int nthread = atoi(argv[4]);
   const double min_seconds = atof(argv[5]);
   const int repeats = atoi(argv[6]);
-  const int inplace = getenv("XGB_BENCH_INPLACE") && strcmp(getenv("XGB_BENCH_INPLACE"), "1") == 0;
+  const int splits = getenv("XGB_BENCH_SPLITS") && strcmp(getenv("XGB_BENCH_SPLITS"), "1") == 0;
 
   size_t rows_in_file = 0;
   float *rows = read_rows(argv[2], cols, &rows_in_file);
@@ -161,13 +176,19 @@ int main(int argc, char **argv) {
   for (int a = 7; a < argc; ++a) {
     const size_t batch = (size_t)strtoul(argv[a], NULL, 10);
     for (int r = 0; r < repeats; ++r) {
-      per_row t = time_batches(predict_dmatrix, booster, pool, pool_rows, cols, batch, min_seconds, &sink);
-      printf("{\"path\":\"dmatrix\",\"batch\":%zu,\"repeat\":%d,\"usPerRow\":%.4f,\"cpuUsPerRow\":%.4f}\n",
-             batch, r, t.wall_us, t.cpu_us);
-      if (inplace) {
-        t = time_batches(predict_inplace, booster, pool, pool_rows, cols, batch, min_seconds, &sink);
-        printf("{\"path\":\"inplace\",\"batch\":%zu,\"repeat\":%d,\"usPerRow\":%.4f,\"cpuUsPerRow\":%.4f}\n",
-               batch, r, t.wall_us, t.cpu_us);
+      static const struct {
+        const char *name;
+        predict_fn fn;
+      } paths[] = {{"dmatrix", predict_dmatrix},
+                   {"inplace", predict_inplace},
+                   {"dmatrix-rows", predict_dmatrix_rows},
+                   {"inplace-rows", predict_inplace_rows}};
+      for (size_t p = 0; p < (splits ? 4u : 1u); ++p) {
+        /* One row is the same call whichever way it is split. */
+        if (batch == 1 && p >= 2) continue;
+        per_row t = time_batches(paths[p].fn, booster, pool, pool_rows, cols, batch, min_seconds, &sink);
+        printf("{\"path\":\"%s\",\"batch\":%zu,\"repeat\":%d,\"usPerRow\":%.4f,\"cpuUsPerRow\":%.4f}\n",
+               paths[p].name, batch, r, t.wall_us, t.cpu_us);
       }
       fflush(stdout);
     }
