@@ -89,10 +89,10 @@ async function main(): Promise<number> {
   }
 
   const metrics = new ProcessorMetrics();
-  // The bench's floor: Kafka through node-rdkafka without scoring (lib/processor/passthrough.ts).
+  // The bench's floor: Kafka through node-rdkafka without scoring (lib/processor/score/passthrough.ts).
   const passthrough = process.env.XGB_STREAM_PASSTHROUGH === '1';
   if (passthrough) log.warn('passthrough mode: records are not scored (XGB_STREAM_PASSTHROUGH=1)');
-  const scorer = passthrough ? new (await import('./processor/passthrough')).PassthroughScorer(classifier) : classifier;
+  const scorer = passthrough ? new (await import('./processor/score/passthrough')).PassthroughScorer(classifier) : classifier;
   let processor;
   try {
     processor = new StreamProcessor({ config, classifier: scorer, shadow, logger: log, metrics });

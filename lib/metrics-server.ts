@@ -5,7 +5,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { ProcessorMetrics } from './metrics';
-import type { ReloadOutcome } from './processor/model-reload';
+import type { ReloadOutcome } from './processor/model/reload';
 
 /** What the endpoint asks of the running processor. */
 export interface ReadinessSource {

@@ -6,7 +6,7 @@
  */
 import type { MessageHeader } from 'node-rdkafka';
 import { decodeScoredRecord } from '../lib/codec';
-import { HEADER } from '../lib/processor/output';
+import { HEADER } from '../lib/processor/score/output';
 import { LABEL_HEADER } from '../lib/replay';
 
 /** One message read from an output topic. */

@@ -6,7 +6,7 @@
 import type { Message } from 'node-rdkafka';
 import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord } from '../lib/codec';
-import { HEADER } from '../lib/processor/output';
+import { HEADER } from '../lib/processor/score/output';
 import { readReplayFile, replay, type ReplayRecord } from '../lib/replay';
 import { formatSummary, summarise, type DemoSummary, type ObservedMessage } from '../scripts/demo-summary';
 import { MODEL_DIR, MODEL_PATH } from './helpers/fixtures';

@@ -1,13 +1,13 @@
 /**
  * `xgb-stream-dlq` against the real broker: dead letters with the processor's own headers
- * (lib/processor/output.ts writes them), inspected, then replayed with filters, a bound, a dry run, a
+ * (lib/processor/score/output.ts writes them), inspected, then replayed with filters, a bound, a dry run, a
  * resumed run and the replay-count guard.
  */
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import type { Message, MessageHeader } from 'node-rdkafka';
-import { deadLetterHeaders } from '../lib/processor/output';
-import type { DeadLetterReason } from '../lib/processor/validate';
+import { deadLetterHeaders } from '../lib/processor/score/output';
+import type { DeadLetterReason } from '../lib/processor/score/validate';
 import { ROOT, brokers, committedOffsets, createTopics, header, produceAll, readToEnd, uniqueName, type OutgoingRecord } from './helpers/kafka';
 
 const DLQ_CLI = path.join(ROOT, 'dist', 'dlq.js');

@@ -8,7 +8,7 @@ import { encodePredictRequest } from '../lib/codec';
 import { FramingError, frameValue, parseFrame } from '../lib/input/framing';
 import { InputRulesError, RequestDecoder, type InputRules } from '../lib/input/request-decoder';
 import { SchemaRegistry } from '../lib/input/schema-registry';
-import { validateRequest } from '../lib/processor/validate';
+import { validateRequest } from '../lib/processor/score/validate';
 import { SchemaRegistryStub } from './helpers/schema-registry-stub';
 
 const PREDICT_PROTO = readFileSync(path.join(__dirname, '..', 'proto', 'predict.proto'), 'utf8');

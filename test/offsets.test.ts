@@ -1,4 +1,4 @@
-import { OffsetTracker } from '../lib/processor/offsets';
+import { OffsetTracker } from '../lib/processor/partitions/ledger';
 
 const at = (partition: number, ...offsets: number[]) => offsets.map((offset) => ({ partition, offset }));
 

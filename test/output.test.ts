@@ -1,6 +1,6 @@
 import { CODES, type Message } from 'node-rdkafka';
-import { classifyProducerError } from '../lib/processor/producer-errors';
-import { deadLetterOutput, recordBytes } from '../lib/processor/output';
+import { classifyProducerError } from '../lib/processor/deliver/producer-errors';
+import { deadLetterOutput, recordBytes } from '../lib/processor/score/output';
 
 function message(key: string | null, value: Buffer | null, headers?: Message['headers']): Message {
   return { topic: 'in', partition: 2, offset: 7, key: key === null ? null : Buffer.from(key), value, size: value?.length ?? 0,

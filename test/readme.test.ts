@@ -10,9 +10,9 @@ import { HELP as DLQ_HELP } from '../lib/dlq/options';
 import { HELP as REPLAY_HELP } from '../lib/replay';
 import { EXIT } from '../lib/exit';
 import { ProcessorMetrics } from '../lib/metrics';
-import { HEADER } from '../lib/processor/output';
-import { resolveThreshold } from '../lib/processor/serving-model';
-import { DEAD_LETTER_REASONS } from '../lib/processor/validate';
+import { HEADER } from '../lib/processor/score/output';
+import { resolveThreshold } from '../lib/processor/model/serving-model';
+import { DEAD_LETTER_REASONS } from '../lib/processor/score/validate';
 
 const readme = readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
 

@@ -13,9 +13,9 @@ import { decodeScoredRecord, encodePredictRequest } from '../lib/codec';
 import { parseConfig, type ProcessorConfig } from '../lib/config';
 import { createLogger } from '../lib/log';
 import { ProcessorMetrics } from '../lib/metrics';
-import { ModelReloader } from '../lib/processor/model-reload';
-import { BatchScorer } from '../lib/processor/score';
-import { ServingModel } from '../lib/processor/serving-model';
+import { ModelReloader } from '../lib/processor/model/reload';
+import { BatchScorer } from '../lib/processor/score/score';
+import { ServingModel } from '../lib/processor/model/serving-model';
 import { CANDIDATE_DIR, MODEL_DIR, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
 
 let vectors: TestVectors;

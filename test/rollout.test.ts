@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord } from '../lib/codec';
-import { RecentRows } from '../lib/processor/recent-rows';
+import { RecentRows } from '../lib/processor/model/recent-rows';
 import { replay, type ReplayRecord } from '../lib/replay';
 import { CANDIDATE_DIR, MODEL_DIR, loadTestVectors, replayRecords, row, type TestVectors } from './helpers/fixtures';
 import { freePort, get, request, sample } from './helpers/http';

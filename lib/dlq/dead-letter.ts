@@ -1,9 +1,9 @@
 /**
- * A record of the dead-letter topic, as the processor writes it (lib/processor/output.ts): the input's
+ * A record of the dead-letter topic, as the processor writes it (lib/processor/score/output.ts): the input's
  * key, value and headers byte for byte, then the `xgb.source.*` and `xgb.error.*` headers.
  */
 import type { Message, MessageHeader } from 'node-rdkafka';
-import { HEADER } from '../processor/output';
+import { HEADER } from '../processor/score/output';
 
 /** How many times a record has been sent back to the input by `xgb-stream-dlq replay`. */
 export const REPLAY_COUNT_HEADER = 'xgb.replay.count';

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ConfigError, parseKafkaProperty, resolveKafkaProperties, type KafkaPropertySetting } from '../config';
-import { DEAD_LETTER_REASONS } from '../processor/validate';
+import { DEAD_LETTER_REASONS } from '../processor/score/validate';
 
 /** A consumer group no other run uses: for reads that commit nothing. */
 export function uniqueGroupId(prefix: string): string {

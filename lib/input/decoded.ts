@@ -3,7 +3,7 @@
  * value cannot become one. Every input format and framing ends in one of these two.
  */
 import type { PredictRequest } from '../codec';
-import type { InvalidRecord } from '../processor/validate';
+import type { InvalidRecord } from '../processor/score/validate';
 
 /** A request decoded, features in the model's column order (NaN for a missing value). */
 export interface Decoded {

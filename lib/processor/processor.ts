@@ -1,12 +1,12 @@
 /**
  * The stream processor: consumes PredictRequest records in a consumer group and writes each to the
  * suspicious, regular or dead-letter topic. The stages, each in its own module:
- * - fetch (`fetch.ts`): a source of batches, with natural batching;
- * - score (`score.ts`): validate, predict, explain, and build each record's output;
- * - deliver (`deliver.ts`, `deliver-transactional.ts`, `output-sink.ts`): send, and acknowledge per batch;
- * - the partition owner (`partition-owner.ts`): the assignment, what is in flight and acknowledged,
- *   commits, revocations and rewinds; the other stages report to it;
- * - the model lifecycle (`model-reload.ts`, `model-gate.ts`, `serving-model.ts`, `shadow.ts`).
+ * - `fetch/`: a source of batches, with natural batching;
+ * - `score/`: validate, predict, explain, and build each record's output;
+ * - `deliver/`: send, and acknowledge per batch (a flush, or a transaction's commit);
+ * - `partitions/`: the owner of partition state: the assignment, the ledger of records in flight and
+ *   acknowledged, commits, revocations and rewinds; the other stages report to it;
+ * - `model/`: the model lifecycle: reload, gate, the serving model, shadow, canary rows.
  * This module creates the Kafka clients, wires the stages together and runs the lifecycle.
  */
 import { CODES, KafkaConsumer, Producer, type LibrdKafkaError, type TopicPartition } from 'node-rdkafka';
@@ -16,22 +16,22 @@ import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
 import { hostname } from 'node:os';
 import { ConfigError } from '../config';
-import { AtLeastOnceDelivery, type Delivery, type DeliveryContext } from './deliver';
-import { ExactlyOnceDelivery, initTransactions } from './deliver-transactional';
-import { ShadowWriter } from './shadow-writer';
-import { RecordSource, type AdmittedBatch } from './fetch';
-import { PartitionOwner } from './partition-owner';
-import { BatchScorer, type Scorer } from './score';
-import { ModelReloader, type ReloadOutcome } from './model-reload';
-import { ServingModel, type ServedClassifier } from './serving-model';
-import { ShadowScorer } from './shadow';
+import { AtLeastOnceDelivery, type Delivery, type DeliveryContext } from './deliver/at-least-once';
+import { ExactlyOnceDelivery, initTransactions } from './deliver/exactly-once';
+import { ShadowWriter } from './deliver/shadow-writer';
+import { RecordSource, type AdmittedBatch } from './fetch/source';
+import { PartitionOwner } from './partitions/owner';
+import { BatchScorer, type Scorer } from './score/score';
+import { ModelReloader, type ReloadOutcome } from './model/reload';
+import { ServingModel, type ServedClassifier } from './model/serving-model';
+import { ShadowScorer } from './model/shadow';
 import { BrokerHealth } from './broker-health';
 import { Progress } from './progress';
 import { ensureTopics } from './topics';
 import { splitKafkaProperties } from './kafka-properties';
 
-export type { Scorer } from './score';
-export type { ReloadOutcome } from './model-reload';
+export type { Scorer } from './score/score';
+export type { ReloadOutcome } from './model/reload';
 
 /** librdkafka's default message.max.bytes. */
 const LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000;

@@ -3,8 +3,8 @@
  * processor decides where each outcome goes. Decoding (format and framing) is lib/input's; the checks
  * here hold for every format.
  */
-import { decodePredictRequest } from '../codec';
-import type { DecodeResult } from '../input/decoded';
+import { decodePredictRequest } from '../../codec';
+import type { DecodeResult } from '../../input/decoded';
 
 /** Why a record goes to the dead-letter topic: the values of its `xgb.error.reason` header. */
 export const DEAD_LETTER_REASONS = [

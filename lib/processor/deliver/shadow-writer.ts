@@ -6,9 +6,9 @@
  * dooms an exactly-once transaction, which a failed output of the transactional producer would.
  */
 import { CODES, Producer, type LibrdKafkaError } from 'node-rdkafka';
-import type { Logger } from '../log';
-import type { ProcessorMetrics } from '../metrics';
-import type { ShadowOutput } from './output';
+import type { Logger } from '../../log';
+import type { ProcessorMetrics } from '../../metrics';
+import type { ShadowOutput } from '../score/output';
 
 /** At most one warn line per this long about failing shadow outputs. */
 const WARN_INTERVAL_MS = 60_000;

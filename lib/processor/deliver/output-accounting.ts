@@ -4,9 +4,9 @@
  * reason, end-to-end latency).
  */
 import type { LibrdKafkaError } from 'node-rdkafka';
-import type { Logger } from '../log';
-import type { ProcessorMetrics } from '../metrics';
-import { deadLetterOutput, type Output } from './output';
+import type { Logger } from '../../log';
+import type { ProcessorMetrics } from '../../metrics';
+import { deadLetterOutput, type Output } from '../score/output';
 
 /** What the writer needs to know. */
 export interface WriterContext {

@@ -3,8 +3,8 @@
  * it shows how often the two agree on the alert decision, how many alerts each would raise, and how
  * far their scores are apart, and optionally writes its own ScoredRecords to a topic of their own.
  */
-import type { Logger } from '../log';
-import type { ProcessorMetrics } from '../metrics';
+import type { Logger } from '../../log';
+import type { ProcessorMetrics } from '../../metrics';
 import type { ServingModel } from './serving-model';
 
 type Inc = { inc(by?: number): void };

@@ -6,9 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { Namespace, parse, Type } from 'protobufjs';
-import { PROTO_PATH } from '../codec';
-import { frameValue } from '../input/framing';
-import type { SchemaRegistry } from '../input/schema-registry';
+import { PROTO_PATH } from '../../codec';
+import { frameValue } from '../../input/framing';
+import type { SchemaRegistry } from '../../input/schema-registry';
 
 /** The subject of a topic's values under TopicNameStrategy. */
 export function valueSubject(topic: string): string {

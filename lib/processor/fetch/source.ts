@@ -4,10 +4,10 @@
  * still process. It never moves an offset and never follows a rebalance itself.
  */
 import { CODES, type KafkaConsumer, type LibrdKafkaError, type Message } from 'node-rdkafka';
-import type { ProcessorConfig } from '../config';
-import type { Logger } from '../log';
-import type { TrackedBatch } from './offsets';
-import type { PartitionOwner } from './partition-owner';
+import type { ProcessorConfig } from '../../config';
+import type { Logger } from '../../log';
+import type { TrackedBatch } from '../partitions/ledger';
+import type { PartitionOwner } from '../partitions/owner';
 
 /** How long a consume call waits for the first record of a batch before looking at the world again. */
 const IDLE_CONSUME_MS = 100;

@@ -19,14 +19,14 @@
  * - an authorization failure, or any other fatal error, stops the processor with status 1.
  */
 import { CODES, type KafkaConsumer, type LibrdKafkaError, type Producer } from 'node-rdkafka';
-import type { DeliveryContext, Delivery } from './deliver';
-import { writeShadows } from './deliver';
-import type { TrackedBatch } from './offsets';
-import type { Output } from './output';
+import type { DeliveryContext, Delivery } from './at-least-once';
+import { writeShadows } from './at-least-once';
+import type { TrackedBatch } from '../partitions/ledger';
+import type { Output } from '../score/output';
 import { OutputSink, type SentOutputs } from './output-sink';
-import { OutputWriter } from './output-writer';
+import { OutputWriter } from './output-accounting';
 import { classifyProducerError } from './producer-errors';
-import { Progress } from './progress';
+import { Progress } from '../progress';
 
 /** A size bound on a transaction, so that a fast stream commits more often than the interval. */
 const MAX_RECORDS_PER_TRANSACTION = 20_000;

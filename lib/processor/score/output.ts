@@ -3,8 +3,8 @@
  * that carry each output's provenance. Header names are the contract with downstream consumers.
  */
 import type { Message, MessageHeader } from 'node-rdkafka';
-import type { OutputFormat } from '../config';
-import { encodeScoreFloat, encodeScoredRecord, scoredRecordToJson, type ScoredRecord } from '../codec';
+import type { OutputFormat } from '../../config';
+import { encodeScoreFloat, encodeScoredRecord, scoredRecordToJson, type ScoredRecord } from '../../codec';
 import type { DeadLetterReason } from './validate';
 
 /** Provenance and error header names, all under `xgb.` so they never clash with carried-over input headers. */

@@ -8,10 +8,10 @@
  * {@link Guarantee}) to acknowledge and commit what was sent for them.
  */
 import { CODES, type KafkaConsumer, type LibrdKafkaError, type Message, type TopicPartition } from 'node-rdkafka';
-import type { ProcessorConfig } from '../config';
-import type { Logger } from '../log';
-import type { ProcessorMetrics } from '../metrics';
-import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './offsets';
+import type { ProcessorConfig } from '../../config';
+import type { Logger } from '../../log';
+import type { ProcessorMetrics } from '../../metrics';
+import { OffsetTracker, type PartitionOffset, type TrackedBatch } from './ledger';
 
 /** librdkafka's logical offsets: the start and the end of a partition. */
 const OFFSET_BEGINNING = -2;

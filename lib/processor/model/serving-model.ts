@@ -3,8 +3,8 @@
  * A reload swaps one ServingModel for another between batches; the batches that started on the old one
  * finish on it, and it is closed only after the last of them.
  */
-import type { Classifier } from '../classifier';
-import type { Scorer } from './score';
+import type { Classifier } from '../../classifier';
+import type { Scorer } from '../score/score';
 
 /** What a served model needs of its classifier: the scorer's methods, and close() when it is ours to close. */
 export type ServedClassifier = Scorer & Partial<Pick<Classifier, 'close' | 'featureNames'>>;

@@ -3,8 +3,8 @@
  * threshold is valid, it reproduces the trainer's test vectors beside it, and on the last live rows
  * (the canary) its alert rate stays within bounds of the serving model's.
  */
-import { Classifier } from '../classifier';
-import { readTestVectors, testVectorsBeside } from '../test-vectors';
+import { Classifier } from '../../classifier';
+import { readTestVectors, testVectorsBeside } from '../../test-vectors';
 import { ServingModel } from './serving-model';
 
 /** The checks of the gate, in the order they run; the name a rejection reports. */

@@ -13,13 +13,13 @@
  */
 import type { LibrdKafkaError, Producer } from 'node-rdkafka';
 import { CODES } from 'node-rdkafka';
-import type { TrackedBatch } from './offsets';
-import type { Output, ShadowOutput } from './output';
+import type { TrackedBatch } from '../partitions/ledger';
+import type { Output, ShadowOutput } from '../score/output';
 import { OutputSink, type FailedOutput, type Settled, type SentOutputs } from './output-sink';
-import { OutputWriter, type WriterContext } from './output-writer';
+import { OutputWriter, type WriterContext } from './output-accounting';
 import { classifyProducerError } from './producer-errors';
-import type { Guarantee, PartitionOwner } from './partition-owner';
-import { Progress } from './progress';
+import type { Guarantee, PartitionOwner } from '../partitions/owner';
+import { Progress } from '../progress';
 import type { ShadowWriter } from './shadow-writer';
 
 /**

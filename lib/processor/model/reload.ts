@@ -5,11 +5,11 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import * as path from 'node:path';
-import type { ProcessorConfig } from '../config';
-import type { Logger } from '../log';
-import type { ProcessorMetrics } from '../metrics';
-import { GateRejection, admitCandidate, type CanaryReport, type Gate } from './model-gate';
-import type { BatchScorer } from './score';
+import type { ProcessorConfig } from '../../config';
+import type { Logger } from '../../log';
+import type { ProcessorMetrics } from '../../metrics';
+import { GateRejection, admitCandidate, type CanaryReport, type Gate } from './gate';
+import type { BatchScorer } from '../score/score';
 
 /** What a reload did, as the log, the metrics and POST /-/reload report it. */
 export type ReloadOutcome =

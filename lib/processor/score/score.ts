@@ -6,19 +6,19 @@
  * there is one, scores the same rows alongside. Knows nothing of producing or offsets.
  */
 import type { Message } from 'node-rdkafka';
-import type { Classifier } from '../classifier';
-import { encodeScoredRecord, type Contribution, type ScoredRecord } from '../codec';
-import type { ProcessorConfig } from '../config';
-import type { Logger } from '../log';
-import type { ProcessorMetrics } from '../metrics';
-import type { DecodeResult } from '../input/decoded';
-import { RequestDecoder } from '../input/request-decoder';
-import { SchemaRegistry } from '../input/schema-registry';
+import type { Classifier } from '../../classifier';
+import { encodeScoredRecord, type Contribution, type ScoredRecord } from '../../codec';
+import type { ProcessorConfig } from '../../config';
+import type { Logger } from '../../log';
+import type { ProcessorMetrics } from '../../metrics';
+import type { DecodeResult } from '../../input/decoded';
+import { RequestDecoder } from '../../input/request-decoder';
+import { SchemaRegistry } from '../../input/schema-registry';
 import { OutputFraming } from './output-framing';
 import { deadLetterOutput, encodeOutputValue, eventTimeOf, recordBytes, scoredHeaders, type Output } from './output';
-import { RecentRows } from './recent-rows';
-import type { ServingModel } from './serving-model';
-import type { ShadowScorer } from './shadow';
+import { RecentRows } from '../model/recent-rows';
+import type { ServingModel } from '../model/serving-model';
+import type { ShadowScorer } from '../model/shadow';
 import {
   validateRequest, type DeadLetterReason, type InvalidRecord, type RequestRules, type ValidRecord,
 } from './validate';

@@ -13,8 +13,8 @@
  */
 import type { DeliveryReport, LibrdKafkaError, Producer } from 'node-rdkafka';
 import { CODES } from 'node-rdkafka';
-import type { TrackedBatch } from './offsets';
-import type { Output } from './output';
+import type { TrackedBatch } from '../partitions/ledger';
+import type { Output } from '../score/output';
 import { classifyProducerError } from './producer-errors';
 
 /** One send: outputs of a batch's rows, in order. `rows` maps them back when they are not all of it. */
