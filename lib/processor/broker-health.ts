@@ -10,8 +10,6 @@ import type { ProcessorMetrics } from '../metrics';
 
 /** librdkafka: every broker connection is down. */
 const ERR_ALL_BROKERS_DOWN = CODES.ERRORS.ERR__ALL_BROKERS_DOWN;
-/** node-rdkafka hands some error events over as text alone (code -1). */
-const ALL_BROKERS_DOWN_TEXT = /all broker connections are down/i;
 /** How often a lasting outage is logged again. */
 const REMINDER_MS = 60_000;
 
@@ -59,7 +57,7 @@ export class BrokerHealth {
   /** A client error event: keeps librdkafka's reason, and "all brokers down" starts an outage at once. */
   onError(err: Pick<LibrdKafkaError, 'code' | 'message'>, now = Date.now()): void {
     this.lastReason = err.message;
-    if (err.code === ERR_ALL_BROKERS_DOWN || ALL_BROKERS_DOWN_TEXT.test(err.message)) this.update(false, now);
+    if (err.code === ERR_ALL_BROKERS_DOWN) this.update(false, now);
   }
 
   /** A client error while the outage lasts: counted, and reported in the outage's next line. */

@@ -37,8 +37,12 @@ export type { ReloadOutcome } from './model/reload';
 const LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000;
 /** Scored batches in flight at once: one being predicted while the previous ones are produced. */
 const MAX_BATCHES_IN_FLIGHT = 3;
-/** node-rdkafka hands a connection failure over as text alone (code -1). */
-const TRANSPORT_TEXT = /broker transport failure/i;
+/**
+ * Connection errors librdkafka recovers from by itself: folded into the outage's lines. node-rdkafka
+ * hands some over as text alone (code -1).
+ */
+const CONNECTION_ERRORS: ReadonlySet<number> = new Set([CODES.ERRORS.ERR__TRANSPORT, CODES.ERRORS.ERR__ALL_BROKERS_DOWN]);
+const CONNECTION_TEXT = /broker transport failure|all broker connections are down/i;
 /** The least time each client gets to disconnect at shutdown, even past the deadline. */
 const SHUTDOWN_DISCONNECT_MIN_MS = 1_000;
 /** How long a fenced producer gets to close before it is left behind. */
@@ -417,7 +421,7 @@ export class StreamProcessor {
         return;
       }
       this.fail(new Error(`fatal ${client} error: ${err.message}`));
-    } else if (this.health.outage !== undefined || err.code === CODES.ERRORS.ERR__TRANSPORT || TRANSPORT_TEXT.test(err.message)) {
+    } else if (this.health.outage !== undefined || CONNECTION_ERRORS.has(err.code) || CONNECTION_TEXT.test(err.message)) {
       // Folded into the outage's own lines: librdkafka repeats its connection errors several times a
       // second, and reconnects by itself; an outage of all brokers gets its own warn line.
       this.health.fold(err);

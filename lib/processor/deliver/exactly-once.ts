@@ -202,9 +202,9 @@ export class ExactlyOnceDelivery implements Delivery {
         const failure = this.sink.reportedFailures()[0];
         // The transaction cannot commit with a lost output: abort at once rather than ask.
         if (failure) throw failure.error;
-        await call((cb) => this.producer.sendOffsetsToTransaction(offsets.map((o) => ({ ...o })),
-          this.ctx.consumer, this.callTimeout(), cb));
-        await call((cb) => this.producer.commitTransaction(this.callTimeout(), cb));
+        await this.retrying('send the offsets to the transaction', (cb) => this.producer.sendOffsetsToTransaction(
+          offsets.map((o) => ({ ...o })), this.ctx.consumer, this.callTimeout(), cb));
+        await this.retrying('commit the transaction', (cb) => this.producer.commitTransaction(this.callTimeout(), cb));
       });
     } catch (err) {
       await this.failed(err as LibrdKafkaError, why);
@@ -217,6 +217,7 @@ export class ExactlyOnceDelivery implements Delivery {
         this.writer.delivered(outputs[row], now);
       }
     }
+    this.ctx.owner.committedInTransaction(offsets);
     this.ctx.log.debug('transaction committed', { why, records: this.records, offsets });
     this.reset();
     this.ctx.metrics.inFlight.set({}, this.ledger.inFlight);
@@ -324,6 +325,27 @@ export class ExactlyOnceDelivery implements Delivery {
     this.open = false;
     this.sent = [];
     this.records = 0;
+  }
+
+  /**
+   * A commit step, called again while it fails with a retriable error (a timeout: the coordinator away
+   * for a while), as librdkafka asks. Aborting instead could race a commit the coordinator has already
+   * begun: it would complete that commit after a restart, and the records, rewound and scored again,
+   * would be output twice. Gives up only when stopping, or on an error that is not retriable.
+   */
+  private async retrying(what: string, step: (cb: (err: LibrdKafkaError | null | undefined) => void) => void): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await call(step);
+        if (attempt > 1) this.ctx.log.info('transaction step done after retries', { step: what, attempts: attempt });
+        return;
+      } catch (err) {
+        const e = err as LibrdKafkaError;
+        const retriable = (e.isRetriable || e.code === CODES.ERRORS.ERR__TIMED_OUT) && !e.isTxnRequiresAbort && !e.isFatal;
+        if (!retriable || this.finishing || this.halted()) throw e;
+        if (attempt === 1) this.ctx.log.warn('transaction step not answered yet; retrying', { step: what, error: e.message });
+      }
+    }
   }
 
   /** A transactional call's bound: {@link TRANSACTION_TIMEOUT_MS}, and no later than the shutdown's deadline. */

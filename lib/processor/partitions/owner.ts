@@ -72,9 +72,11 @@ export class PartitionOwner {
   /** While a rewind moves the partitions, records fetched meanwhile are dropped without seeks of their own. */
   private rewinding = false;
   /**
-   * At-least-once: per partition, the offset after the last record whose output this instance
-   * delivered and committed, kept across revocations even when its commit failed (a broker restart).
-   * Exactly-once needs none: its committed offsets move with the outputs, in one transaction.
+   * Per partition, the offset after the last record whose output this instance delivered and
+   * committed (at-least-once) or whose transaction committed (exactly-once), kept across revocations.
+   * The group's committed offsets can lag it after a broker restart: an at-least-once commit made
+   * meanwhile fails, and a transaction's offsets become readable only once the restarted coordinator
+   * has completed it. Reading from the lagging offset would score those records again.
    */
   private readonly delivered = new Map<number, number>();
   private guarantee: Guarantee | undefined;
@@ -169,6 +171,11 @@ export class PartitionOwner {
     }
   }
 
+  /** Exactly-once: the offsets a committed transaction moved the group to. */
+  committedInTransaction(offsets: readonly PartitionOffset[]): void {
+    for (const o of offsets) this.delivered.set(o.partition, Math.max(o.offset, this.delivered.get(o.partition) ?? -1));
+  }
+
   /** Exactly-once: per partition, the offset after the last record of the given batches. */
   offsetsAfter(batches: Iterable<TrackedBatch>): PartitionOffset[] {
     const after = new Map<number, number>();
@@ -193,6 +200,10 @@ export class PartitionOwner {
     for (const p of partitions) this.revocations.set(p, (this.revocations.get(p) ?? 0) + 1);
     this.revokedSoFar++;
     this.rewinding = true;
+    // A partition revoked before the committed offsets come back restarts from them by itself when it
+    // is assigned again; a late seek would move it back past transactions committed in between.
+    const rewoundAt = new Map(partitions.map((p) => [p, this.revocations.get(p)]));
+    const stillOurs = (p: number): boolean => this.assigned.has(p) && this.revocations.get(p) === rewoundAt.get(p);
     const toppars = partitions.map((partition) => ({ topic: config.inputTopic, partition }));
     const fromStart = config.kafkaProperties['auto.offset.reset'] === 'latest' ? OFFSET_END : OFFSET_BEGINNING;
     const moved = new Promise<void>((resolve, reject) => {
@@ -205,9 +216,13 @@ export class PartitionOwner {
           reject(new Error(`could not read the committed offsets to rewind to: ${err.message}`));
           return;
         }
-        let left = committed.length;
-        for (const c of committed) {
-          const offset = typeof c.offset === 'number' && c.offset >= 0 ? c.offset : fromStart;
+        const current = committed.filter((c) => stillOurs(c.partition));
+        let left = current.length;
+        if (left === 0) resolve();
+        for (const c of current) {
+          const group = typeof c.offset === 'number' && c.offset >= 0 ? c.offset : fromStart;
+          // Never behind what this instance itself committed: see `delivered`.
+          const offset = Math.max(group, this.delivered.get(c.partition) ?? fromStart);
           consumer.seek({ topic: c.topic, partition: c.partition, offset }, 0, (seekErr) => {
             if (seekErr) {
               reject(new Error(`could not rewind partition ${c.partition} to offset ${offset}: ${seekErr.message}`));
@@ -217,7 +232,7 @@ export class PartitionOwner {
           });
         }
         this.ctx.log.info('rewound to the committed offsets', {
-          offsets: committed.map((c) => ({ partition: c.partition, offset: c.offset })),
+          offsets: current.map((c) => ({ partition: c.partition, offset: c.offset })),
         });
       });
     }).finally(() => { this.rewinding = false; });
@@ -271,7 +286,8 @@ export class PartitionOwner {
           if (seekErr) log.warn('could not move to the delivered offset', { partition: a.partition, error: seekErr.message });
           if (--left === 0) {
             try {
-              consumer.commit(ahead);
+              // Under exactly-once the transaction's own commit lands once the coordinator completes it.
+              if (config.guarantee !== 'exactly-once') consumer.commit(ahead);
             } catch (e) {
               this.ctx.metrics.commitFailures.inc();
               log.warn('commit failed', { offsets: ahead, error: e });
@@ -310,7 +326,9 @@ export class PartitionOwner {
         }
         metrics.assignedPartitions.set({}, this.assigned.size);
         const released = this.guarantee?.release(partitions, Date.now() + config.shutdownTimeoutMs) ?? Promise.resolve();
-        this.rebalancing = released.catch((e) => log.warn('releasing revoked partitions failed', { partitions, error: e }))
+        // Fetching waits for this release and for a rewind still under way alike.
+        const before = this.rebalancing.catch(() => undefined);
+        this.rebalancing = Promise.all([before, released]).then(() => undefined).catch((e) => log.warn('releasing revoked partitions failed', { partitions, error: e }))
           .finally(() => {
             // Late acknowledgements of these partitions are ignored from now on.
             this.ledger.drop(partitions);
