@@ -80,10 +80,6 @@ export class AtLeastOnceDelivery implements Delivery {
     return this.ctx.owner.ledger;
   }
 
-  /** Whether the processor is stopping after a fatal error: waiting for acknowledgements is then pointless. */
-  private halted(): boolean {
-    return this.ctx.owner.fatal.current !== undefined;
-  }
 
   send(batch: TrackedBatch, outputs: Promise<readonly Output[]>): Promise<void> {
     this.unsent++;
@@ -97,14 +93,14 @@ export class AtLeastOnceDelivery implements Delivery {
 
   async release(partitions: readonly number[], deadline: number): Promise<void> {
     if (this.closing) return;
-    const drained = await this.waiting.until(() => this.ledger.pending(partitions) === 0, deadline, () => this.halted());
+    const drained = await this.waiting.until(() => this.ledger.pending(partitions) === 0, deadline, () => this.ctx.owner.halted);
     if (!drained) this.ctx.log.warn('revoked partitions still had undelivered outputs', { partitions });
     this.ctx.owner.commitAcknowledged(partitions);
   }
 
   async finish(assigned: readonly number[], deadline: number): Promise<boolean> {
     // Bounded like the rest: a batch whose scoring never ends must not hold the shutdown.
-    const drained = await this.waiting.until(() => this.unsent === 0 && this.ledger.pending() === 0, deadline, () => this.halted());
+    const drained = await this.waiting.until(() => this.unsent === 0 && this.ledger.pending() === 0, deadline, () => this.ctx.owner.halted);
     // The settle loop stops here; the last flush below settles whatever it had not.
     this.closing = true;
     const flushed = this.sink.unsettled === 0 || await this.sink.settle(() => flush(this.ctx.producer, Math.max(1, deadline - Date.now())))
@@ -134,7 +130,7 @@ export class AtLeastOnceDelivery implements Delivery {
   }
 
   private async settleLoop(): Promise<void> {
-    while (this.sink.unsettled > 0 && !this.halted() && !this.closing) {
+    while (this.sink.unsettled > 0 && !this.ctx.owner.halted && !this.closing) {
       let settled: Settled;
       try {
         settled = await this.sink.settle(() => flush(this.ctx.producer, FLUSH_TIMEOUT_MS));

@@ -109,10 +109,6 @@ export class ExactlyOnceDelivery implements Delivery {
     return this.ctx.owner.ledger;
   }
 
-  /** Whether the processor is stopping after a fatal error. */
-  private halted(): boolean {
-    return this.ctx.owner.fatal.current !== undefined;
-  }
 
   send(batch: TrackedBatch, outputs: Promise<readonly Output[]>): Promise<void> {
     const epoch = this.epoch;
@@ -134,7 +130,7 @@ export class ExactlyOnceDelivery implements Delivery {
     // Batches of these partitions already dispatched go into the transaction first (the chain keeps
     // order), then it commits while the group generation that owns them is still current.
     if (this.stopped) return;
-    await this.waiting.until(() => this.unsent === 0, deadline, () => this.halted());
+    await this.waiting.until(() => this.unsent === 0, deadline, () => this.ctx.owner.halted);
     await this.enqueue(() => this.commit('rebalance'));
   }
 
@@ -142,15 +138,15 @@ export class ExactlyOnceDelivery implements Delivery {
     clearTimeout(this.timer);
     this.finishing = true;
     this.deadline = deadline;
-    const drained = await this.waiting.until(() => this.unsent === 0, deadline, () => this.halted());
-    if (!this.halted()) {
+    const drained = await this.waiting.until(() => this.unsent === 0, deadline, () => this.ctx.owner.halted);
+    if (!this.ctx.owner.halted) {
       // The last commit is bounded by the shutdown deadline too: with the brokers away it would wait
       // out the transactional timeout.
       const left = Math.max(1, deadline - Date.now());
       const committed = this.enqueue(() => this.commit('shutdown'));
       await Promise.race([committed.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, left).unref())]);
     }
-    const clean = drained && !this.halted() && !this.open;
+    const clean = drained && !this.ctx.owner.halted && !this.open;
     this.stopped = true;
     return clean;
   }
@@ -270,7 +266,7 @@ export class ExactlyOnceDelivery implements Delivery {
           return;
         }
         // The coordinator away (a broker restart): the abort is retried until it answers or the stop.
-        if ((e.code === CODES.ERRORS.ERR__TIMED_OUT || e.isRetriable) && !this.halted() && !this.finishing) {
+        if ((e.code === CODES.ERRORS.ERR__TIMED_OUT || e.isRetriable) && !this.ctx.owner.halted && !this.finishing) {
           if (attempt === 1) this.ctx.log.warn('abort not answered yet; retrying', { error: e.message });
           continue;
         }
@@ -304,7 +300,7 @@ export class ExactlyOnceDelivery implements Delivery {
     this.sink.discard();
     await new Promise((resolve) => setTimeout(resolve, RENEW_DELAY_MS));
     // The consumer was fenced meanwhile: this instance is the zombie, and it stops.
-    if (this.halted()) return;
+    if (this.ctx.owner.halted) return;
     this.producer = await this.ctx.renewProducer();
     this.sink.attach(this.producer);
     this.ctx.log.info('transactional producer replaced', { transactionalId: this.ctx.transactionalId });
@@ -342,7 +338,7 @@ export class ExactlyOnceDelivery implements Delivery {
       } catch (err) {
         const e = err as LibrdKafkaError;
         const retriable = (e.isRetriable || e.code === CODES.ERRORS.ERR__TIMED_OUT) && !e.isTxnRequiresAbort && !e.isFatal;
-        if (!retriable || this.finishing || this.halted()) throw e;
+        if (!retriable || this.finishing || this.ctx.owner.halted) throw e;
         if (attempt === 1) this.ctx.log.warn('transaction step not answered yet; retrying', { step: what, error: e.message });
       }
     }

@@ -85,6 +85,11 @@ export class PartitionOwner {
     this.ledger = new OffsetTracker(ctx.config.inputTopic);
   }
 
+  /** Whether a fatal error was raised: waiting for acknowledgements is then pointless. */
+  get halted(): boolean {
+    return this.fatal.current !== undefined;
+  }
+
   /** The delivery mode to release revoked partitions through; set before the consumer subscribes. */
   serve(guarantee: Guarantee): void {
     this.guarantee = guarantee;
