@@ -35,8 +35,11 @@ export type { ReloadOutcome } from './model/reload';
 
 /** librdkafka's default message.max.bytes. */
 const LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000;
-/** Scored batches in flight at once: one being predicted while the previous ones are produced. */
-const MAX_BATCHES_IN_FLIGHT = 3;
+/**
+ * Batches in flight at once beyond those in the score stage: scored, their outputs waiting to be handed
+ * to the producer behind the batches before them.
+ */
+const MAX_BATCHES_SCORED_UNSENT = 2;
 /**
  * Connection errors librdkafka recovers from by itself: folded into the outage's lines. node-rdkafka
  * hands some over as text alone (code -1).
@@ -95,8 +98,11 @@ export class StreamProcessor {
   private stopping = false;
   private fetchLoopDone: Promise<void> = Promise.resolve();
   private batchesInFlight = 0;
-  /** Whether a batch is being scored: the next one is fetched when it is done. */
-  private scoring = false;
+  /**
+   * Batches in the score stage: the next one is fetched while the stage has room for it, so one batch
+   * is decoded while the ones before it are predicted, and under load a batch grows while it waits.
+   */
+  private batchesScoring = 0;
   private readonly progress = new Progress();
   private fatalError: Error | undefined;
   private stopped: Promise<number> | undefined;
@@ -207,7 +213,8 @@ export class StreamProcessor {
     this.source = new RecordSource({
       consumer: this.consumer, config, log: logger, owner: this.owner,
       stopping: () => this.stopping,
-      hasRoom: () => !this.scoring && this.batchesInFlight < MAX_BATCHES_IN_FLIGHT
+      hasRoom: () => this.batchesScoring < this.scorer.capacity
+        && this.batchesInFlight < this.scorer.capacity + MAX_BATCHES_SCORED_UNSENT
         && this.owner.ledger.inFlight < this.maxInFlight,
       nextProgress: () => this.nextProgress(),
     });
@@ -388,10 +395,10 @@ export class StreamProcessor {
     this.metrics.batchSize.observe(messages.length);
     this.metrics.inFlight.set({}, this.owner.ledger.inFlight);
     const outputs = this.scorer.score(messages);
-    this.scoring = true;
+    this.batchesScoring++;
     this.batchesInFlight++;
     void outputs.catch(() => undefined).finally(() => {
-      this.scoring = false;
+      this.batchesScoring--;
       this.notifyProgress();
     });
     this.delivery.send(tracked, outputs)

@@ -20,7 +20,7 @@ export interface SourceContext {
   readonly owner: PartitionOwner;
   /** Whether the fetch loop should end. */
   stopping(): boolean;
-  /** Whether the next batch may be taken now: the scorer is free and the in-flight bound not reached. */
+  /** Whether the next batch may be taken now: the scorer has room for it and the in-flight bound is not reached. */
   hasRoom(): boolean;
   /** Resolves on the next progress (a batch scored, outputs acknowledged), or after a short while. */
   nextProgress(): Promise<void>;
@@ -37,9 +37,9 @@ export class RecordSource {
   constructor(private readonly ctx: SourceContext) {}
 
   /**
-   * Natural batching: whenever the scorer is free, the next batch is whatever librdkafka has fetched
-   * by then (up to `batchSize`), taken at once. While one batch is scored the next one accumulates,
-   * so at low load a record waits for no timer, and under load batches grow by themselves. Only when
+   * Natural batching: whenever the scorer has room, the next batch is whatever librdkafka has fetched
+   * by then (up to `batchSize`), taken at once. While one batch is predicted and the next waits its
+   * turn, the one after accumulates, so at low load a record waits for no timer, and under load batches grow by themselves. Only when
    * nothing is fetched does the loop block, on the first record to come.
    *
    * `batchWaitMs` > 0 adds a bounded wait, from the first record, for a batch to fill; librdkafka's

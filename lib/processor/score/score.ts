@@ -5,6 +5,7 @@
  * serving model is fixed per batch, so a reload takes effect between batches; a shadow model, when
  * there is one, scores the same rows alongside. Knows nothing of producing or offsets.
  */
+import os from 'node:os';
 import type { Message } from 'node-rdkafka';
 import type { Classifier } from '../../classifier';
 import { encodeScoredRecord, type Contribution, type ScoredRecord } from '../../codec';
@@ -17,6 +18,7 @@ import { SchemaRegistry } from '../../input/schema-registry';
 import { OutputFraming } from './output-framing';
 import { deadLetterOutput, encodeOutputValue, eventTimeOf, recordBytes, scoredHeaders, type Output } from './output';
 import { RecentRows } from '../model/recent-rows';
+import { Turns } from './turns';
 import type { ServingModel } from '../model/serving-model';
 import type { ShadowScorer } from '../model/shadow';
 import {
@@ -41,6 +43,21 @@ interface Takeover {
   readonly seen: Set<number>;
 }
 
+/**
+ * The most predictions at once. Two keep both cores of a small machine busy under load; the main thread
+ * (decode, produce, bookkeeping) costs about as much per record as a prediction, so more would wait on it.
+ */
+const MAX_CONCURRENT_PREDICTIONS = 2;
+
+/**
+ * Predictions run at once: one per core when each uses one thread (`--nthread 1`), up to
+ * {@link MAX_CONCURRENT_PREDICTIONS}; one when a prediction uses every core by itself (`--nthread 0`).
+ */
+export function concurrentPredictions(nthread: number, cores: number): number {
+  if (nthread === 0) return 1;
+  return Math.max(1, Math.min(MAX_CONCURRENT_PREDICTIONS, Math.floor(cores / nthread)));
+}
+
 /** How long the per-partition takeover offsets of a swap are looked for. */
 const TAKEOVER_WATCH_MS = 10 * 60_000;
 
@@ -56,6 +73,13 @@ export class BatchScorer {
   /** The model that scores the next batch; a reload swaps it between batches. */
   private serving: ServingModel;
   private takeover: Takeover | undefined;
+  /**
+   * Predictions take turns, in the order batches arrive: the next batch is decoded on the main thread
+   * while the ones before it are predicted on the pool, and then waits here for its turn.
+   */
+  private readonly predictions: Turns;
+  /** Batches the stage takes at once: one being decoded besides those being predicted. */
+  readonly capacity: number;
   /** The last live rows, for a reload's canary; undefined with --canary-rows 0. */
   readonly recentRows: RecentRows | undefined;
 
@@ -69,6 +93,9 @@ export class BatchScorer {
     private readonly shadow?: ShadowScorer,
   ) {
     this.serving = serving;
+    const predictions = concurrentPredictions(config.nthread, os.availableParallelism());
+    this.predictions = new Turns(predictions);
+    this.capacity = predictions + 1;
     this.numFeatures = serving.classifier.numFeatures;
     this.rules = { numFeatures: this.numFeatures, rejectMissing: config.rejectMissing, maxRecordIdBytes: config.maxRecordIdBytes };
     const registry = config.schemaRegistryUrl === undefined ? undefined : new SchemaRegistry({
@@ -137,10 +164,13 @@ export class BatchScorer {
     const shadow = this.shadow?.active && valid > 0 ? this.shadow : undefined;
     shadow?.model.acquire();
     try {
-      const shadowPrediction = shadow?.predict(rows, valid);
-      const scores = valid > 0 ? await this.predictWithRetry(model.classifier, rows, valid) : [];
-      const shadowScores = await shadowPrediction;
-      const explanations = await this.explainSuspicious(model, rows, scores);
+      const { scores, shadowScores, explanations } = await this.predictions.run(async () => {
+        const shadowPrediction = shadow?.predict(rows, valid);
+        const scores = valid > 0 ? await this.predictWithRetry(model.classifier, rows, valid) : [];
+        const shadowScores = await shadowPrediction;
+        const explanations = await this.explainSuspicious(model, rows, scores);
+        return { scores, shadowScores, explanations };
+      });
 
       const outputs = new Array<Output>(messages.length);
       const scoredAt = Date.now();
