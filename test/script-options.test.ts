@@ -2,6 +2,7 @@
  * The command lines of the tools in scripts/: each refuses a bad flag with a UsageError naming it
  * (the tool prints it and exits 2), and reads good ones into the values the tool runs with.
  */
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { parseBenchOptions } from '../scripts/bench';
 import { parseBenchClassifierOptions } from '../scripts/bench-classifier';
@@ -167,5 +168,15 @@ describe('demo', () => {
     });
     expect(parseDemoOptions(['--records', '20', '--rate', '0', '--guarantee', 'exactly-once', '--help'])).toBe('help');
     expect(parseDemoOptions(['--brokers', 'b:1', '--records', '20', '--rate', '0'])).toMatchObject({ records: 20, rate: 0 });
+  });
+});
+
+describe('bench-kafka-floor', () => {
+  it.each([
+    [['abc'], "bench-kafka-floor: N must be a positive integer, got 'abc'"],
+    [['1000', '0'], "bench-kafka-floor: PARTITIONS must be a positive integer, got '0'"],
+  ])('refuses %j with exit 2, naming the argument', (args, message) => {
+    const run = spawnSync('bash', [path.join(ROOT, 'scripts', 'bench-kafka-floor.sh'), ...args], { encoding: 'utf8' });
+    expect({ status: run.status, stderr: run.stderr.trim() }).toEqual({ status: 2, stderr: message });
   });
 });
