@@ -165,7 +165,11 @@ describe('exactly-once through crashes', () => {
       });
       await committedAll(group, topics.input, 3, records.length, bootstrap, p);
       const renewals = p.stderr.split('\n').filter((l) => l.includes('"transactional producer replaced"')).length;
-      process.stdout.write(`broker bounce: the transactional producer was replaced ${renewals} times\n`);
+      const seals = p.stderr.split('\n').filter((l) => l.includes('"output partitions sealed"')).length;
+      process.stdout.write(`broker bounce: the transactional producer was replaced ${renewals} times, the output partitions sealed ${seals} times\n`);
+      // Every abort or replaced producer is followed by a seal before anything is read again.
+      expect(seals).toBeGreaterThanOrEqual(renewals);
+      expect(seals).toBeGreaterThanOrEqual(1);
       expect(p.child.exitCode).toBeNull();
       expect(p.stderr).not.toContain('"stopping after a fatal error"');
       expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });

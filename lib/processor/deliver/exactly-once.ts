@@ -16,6 +16,8 @@
  *   transaction that timed out while it was away and bumps the producer's epoch. Two live instances with
  *   one id fence each other over and over: after `MAX_RENEWALS` in `RENEWAL_WINDOW_MS` the processor
  *   stops, naming that cause;
+ * - after every abort and every replaced producer, one more transaction, always aborted, seals every
+ *   output partition before anything is read again (see {@link ExactlyOnceDelivery.seal});
  * - an authorization failure, or any other fatal error, stops the processor with status 1.
  */
 import { CODES, type KafkaConsumer, type LibrdKafkaError, type Producer } from 'node-rdkafka';
@@ -48,6 +50,29 @@ const RENEW_DELAY_MS = 4_000;
 /** Fenced producers replaced within {@link RENEWAL_WINDOW_MS} before the processor gives up. */
 const MAX_RENEWALS = 3;
 const RENEWAL_WINDOW_MS = 60_000;
+
+/**
+ * The value and header of the records of the sealing transaction ({@link ExactlyOnceDelivery.seal}),
+ * which is always aborted: only a read_uncommitted reader sees them, beside the outputs of every other
+ * aborted transaction.
+ */
+const SEAL_VALUE = Buffer.from('xgb-stream seal');
+const SEAL_HEADER = 'xgb.seal';
+
+/** The partition ids of `topic`, from the producer's metadata. */
+function partitionsOf(producer: Producer, topic: string): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    producer.getMetadata({ topic, timeout: TRANSACTION_TIMEOUT_MS }, (err, metadata) => {
+      if (err) {
+        reject(err);
+        return;
+      }
+      const found = metadata.topics.find((t) => t.name === topic);
+      if (!found || found.partitions.length === 0) reject(new TransactionError(`output topic ${topic} has no partitions`));
+      else resolve(found.partitions.map((p) => p.id));
+    });
+  });
+}
 
 /** What the exactly-once mode needs beyond the at-least-once one. */
 export interface TransactionalContext extends DeliveryContext {
@@ -312,8 +337,50 @@ export class ExactlyOnceDelivery implements Delivery {
     this.epoch++;
     this.reset();
     this.sink.discard();
+    try {
+      await this.seal();
+    } catch (err) {
+      const e = err as LibrdKafkaError;
+      // Fenced again (the coordinator still settling after a restart): replaced and sealed anew, within
+      // the renewals' bound.
+      if (classifyProducerError(e) === 'fenced' || e.isFatal) {
+        await this.renew(e, 'seal');
+        return;
+      }
+      throw new TransactionError(`the transactional producer '${this.ctx.transactionalId}' could not seal the output `
+        + `partitions after an aborted transaction (${e.message})`);
+    }
     await this.ctx.owner.rewind();
     this.progress();
+  }
+
+  /**
+   * Ends whatever an earlier transaction of this producer may have left open on the output partitions,
+   * before anything is written there again. A coordinator that ends a transaction while the leaders of
+   * its partitions are unknown skips their ABORT markers, taking them for deleted partitions; a broker
+   * that has just restarted does this for its own partitions until the cluster takes it back (seen with
+   * one broker and a transaction that timed out while it was away). The aborted records then stay open,
+   * and the next transaction this producer id commits on such a partition commits them with its own:
+   * read_committed readers would see those outputs twice. One transaction that writes a record to every
+   * output partition, and the offsets of the assigned input partitions, and is aborted, ends them all:
+   * its ABORT marker closes everything the producer id had open there before it.
+   */
+  private async seal(): Promise<void> {
+    const { outputTopics, consumer, inputTopic } = this.ctx;
+    await this.retrying('seal the output partitions', (cb) => this.producer.beginTransaction(cb));
+    for (const topic of outputTopics) {
+      for (const partition of await partitionsOf(this.producer, topic)) {
+        this.producer.produce(topic, partition, SEAL_VALUE, null, null, undefined, [{ [SEAL_HEADER]: this.ctx.transactionalId }]);
+      }
+    }
+    const positions = consumer.position(this.ctx.owner.assignedPartitions.map((partition) => ({ topic: inputTopic, partition })))
+      .filter((p) => typeof p.offset === 'number' && p.offset >= 0);
+    if (positions.length > 0) {
+      await this.retrying('seal the input offsets', (cb) => this.producer.sendOffsetsToTransaction(
+        positions.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.offset! })), consumer, this.callTimeout(), cb));
+    }
+    await this.retrying('abort the sealing transaction', (cb) => this.producer.abortTransaction(this.callTimeout(), cb));
+    this.ctx.log.info('output partitions sealed', { topics: outputTopics });
   }
 
   private reset(): void {
