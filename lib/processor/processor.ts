@@ -260,6 +260,7 @@ export class StreamProcessor {
       if (this.exactlyOnce) await this.initTransactions(this.producer);
       if (this.shadowProducer) await connect(this.shadowProducer, 'shadow producer', this.config.connectTimeoutMs);
       await connect(this.consumer, 'consumer', this.config.connectTimeoutMs);
+      if (this.delivery instanceof ExactlyOnceDelivery) await this.delivery.seal();
     } catch (err) {
       await disconnect(this.producer);
       if (this.shadowProducer) await disconnect(this.shadowProducer);

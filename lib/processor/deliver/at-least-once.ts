@@ -16,7 +16,7 @@ import { CODES } from 'node-rdkafka';
 import type { TrackedBatch } from '../partitions/ledger';
 import type { Output, ShadowOutput } from '../score/output';
 import { OutputSink, type FailedOutput, type Settled, type SentOutputs } from './output-sink';
-import { OutputWriter, type WriterContext } from './output-accounting';
+import { OutputAccounting, type AccountingContext } from './output-accounting';
 import { classifyProducerError } from './producer-errors';
 import type { Guarantee, PartitionOwner } from '../partitions/owner';
 import { Progress } from '../progress';
@@ -48,7 +48,7 @@ export interface Delivery extends Guarantee {
 }
 
 /** What the deliver stage needs from the processor. */
-export interface DeliveryContext extends WriterContext {
+export interface DeliveryContext extends AccountingContext {
   readonly producer: Producer;
   readonly owner: PartitionOwner;
   /** Where shadow outputs go, when there is a shadow topic. */
@@ -60,7 +60,7 @@ export interface DeliveryContext extends WriterContext {
 /** Default delivery mode; see the module comment. */
 export class AtLeastOnceDelivery implements Delivery {
   private readonly sink: OutputSink;
-  private readonly writer: OutputWriter;
+  private readonly accounting: OutputAccounting;
   /** Outputs are sent batch after batch, in consumption order, whatever order predictions finish in. */
   private chain: Promise<void> = Promise.resolve();
   /** The settle loop, while it runs. */
@@ -72,7 +72,7 @@ export class AtLeastOnceDelivery implements Delivery {
   private readonly waiting = new Progress();
 
   constructor(private readonly ctx: DeliveryContext) {
-    this.writer = new OutputWriter(ctx);
+    this.accounting = new OutputAccounting(ctx);
     this.sink = new OutputSink(ctx.producer);
   }
 
@@ -119,7 +119,7 @@ export class AtLeastOnceDelivery implements Delivery {
   }
 
   private async sendOutputs(sent: SentOutputs): Promise<void> {
-    const final = await this.sink.send(sent, (output, err) => this.writer.rejected(output, err));
+    const final = await this.sink.send(sent, (output, err) => this.accounting.rejected(output, err));
     if (this.ctx.shadow) writeShadows(this.ctx.shadow, final.outputs);
     this.settleSoon();
   }
@@ -151,7 +151,7 @@ export class AtLeastOnceDelivery implements Delivery {
       const { batch, outputs, rows } = s;
       for (let i = 0; i < outputs.length; i++) {
         this.ledger.delivered(batch, rows ? rows[i] : i);
-        this.writer.delivered(outputs[i], now);
+        this.accounting.delivered(outputs[i], now);
       }
     }
     for (const f of settled.failed) this.failed(f);
@@ -171,8 +171,8 @@ export class AtLeastOnceDelivery implements Delivery {
       error: f.error.message, code: f.error.code, kind,
     });
     if (kind === 'record' && !this.closing) {
-      const replacement = this.writer.rejected(output, f.error);
-      this.sink.send({ batch: f.sent.batch, outputs: [replacement], rows: [row] }, (o, e) => this.writer.rejected(o, e))
+      const replacement = this.accounting.rejected(output, f.error);
+      this.sink.send({ batch: f.sent.batch, outputs: [replacement], rows: [row] }, (o, e) => this.accounting.rejected(o, e))
         .then(() => this.settleSoon(), (e) => this.ctx.owner.fatal.raise(e as Error));
       return;
     }

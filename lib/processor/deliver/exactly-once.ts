@@ -26,7 +26,7 @@ import { writeShadows } from './at-least-once';
 import type { TrackedBatch } from '../partitions/ledger';
 import type { Output } from '../score/output';
 import { OutputSink, type SentOutputs } from './output-sink';
-import { OutputWriter } from './output-accounting';
+import { OutputAccounting } from './output-accounting';
 import { classifyProducerError } from './producer-errors';
 import { Progress } from '../progress';
 
@@ -58,6 +58,37 @@ const RENEWAL_WINDOW_MS = 60_000;
  */
 const SEAL_VALUE = Buffer.from('xgb-stream seal');
 const SEAL_HEADER = 'xgb.seal';
+
+/** How long a seal waits for the last stable offsets to move past its abort before it seals again. */
+const SEAL_CHECK_MS = 12_000;
+const SEAL_POLL_MS = 200;
+/** Seals tried before the processor goes on regardless: another producer's transaction may be what stays open. */
+const MAX_SEAL_ATTEMPTS = 5;
+
+interface Toppar {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+function key(p: Toppar): string {
+  return `${p.topic}/${p.partition}`;
+}
+
+/**
+ * The last stable offset of each partition: the end offset a read_committed reader is given, which is
+ * what the consumer (read_committed, as exactly-once requires) asks for. A partition whose offset
+ * cannot be read now is left out.
+ */
+async function stableOffsets(consumer: KafkaConsumer, partitions: readonly Toppar[]): Promise<Map<string, number>> {
+  const found = new Map<string, number>();
+  await Promise.all(partitions.map((p) => new Promise<void>((resolve) => {
+    consumer.queryWatermarkOffsets(p.topic, p.partition, TRANSACTION_TIMEOUT_MS, (err, offsets) => {
+      if (!err) found.set(key(p), offsets.highOffset);
+      resolve();
+    });
+  })));
+  return found;
+}
 
 /** The partition ids of `topic`, from the producer's metadata. */
 function partitionsOf(producer: Producer, topic: string): Promise<number[]> {
@@ -100,7 +131,7 @@ export function initTransactions(producer: Producer): Promise<void> {
 
 /** Exactly-once delivery; see the module comment. */
 export class ExactlyOnceDelivery implements Delivery {
-  private readonly writer: OutputWriter;
+  private readonly accounting: OutputAccounting;
   private readonly sink: OutputSink;
   private producer: Producer;
   /** Every transactional step runs on this chain, in order: sends, commits, aborts. */
@@ -125,7 +156,7 @@ export class ExactlyOnceDelivery implements Delivery {
   private renewals: number[] = [];
 
   constructor(private readonly ctx: TransactionalContext) {
-    this.writer = new OutputWriter(ctx);
+    this.accounting = new OutputAccounting(ctx);
     this.producer = ctx.producer;
     this.sink = new OutputSink(ctx.producer);
   }
@@ -200,10 +231,10 @@ export class ExactlyOnceDelivery implements Delivery {
     if (this.refused.size > 0) {
       kept = outputs.map((o) => {
         const refusal = this.refused.get(positionKey(o));
-        return refusal ? this.writer.rejected(o, refusal) : o;
+        return refusal ? this.accounting.rejected(o, refusal) : o;
       });
     }
-    const sent = await this.sink.send({ batch, outputs: kept }, (o, e) => this.writer.rejected(o, e));
+    const sent = await this.sink.send({ batch, outputs: kept }, (o, e) => this.accounting.rejected(o, e));
     if (this.ctx.shadow) writeShadows(this.ctx.shadow, sent.outputs);
     this.sent.push(sent);
     this.records += outputs.length;
@@ -235,7 +266,7 @@ export class ExactlyOnceDelivery implements Delivery {
     for (const { batch, outputs } of this.sent) {
       for (let row = 0; row < outputs.length; row++) {
         this.ledger.delivered(batch, row);
-        this.writer.delivered(outputs[row], now);
+        this.accounting.delivered(outputs[row], now);
       }
     }
     this.ctx.owner.committedInTransaction(offsets);
@@ -363,15 +394,44 @@ export class ExactlyOnceDelivery implements Delivery {
    * and the next transaction this producer id commits on such a partition commits them with its own:
    * read_committed readers would see those outputs twice. One transaction that writes a record to every
    * output partition, and the offsets of the assigned input partitions, and is aborted, ends them all:
-   * its ABORT marker closes everything the producer id had open there before it.
+   * its ABORT marker closes everything the producer id had open there before it. Also run once at
+   * start, for what an earlier run of this instance may have left open that way.
    */
-  private async seal(): Promise<void> {
-    const { outputTopics, consumer, inputTopic } = this.ctx;
-    await this.retrying('seal the output partitions', (cb) => this.producer.beginTransaction(cb));
+  async seal(): Promise<void> {
+    const { outputTopics, consumer } = this.ctx;
+    const partitions: Toppar[] = [];
     for (const topic of outputTopics) {
-      for (const partition of await partitionsOf(this.producer, topic)) {
-        this.producer.produce(topic, partition, SEAL_VALUE, null, null, undefined, [{ [SEAL_HEADER]: this.ctx.transactionalId }]);
+      for (const partition of await partitionsOf(this.producer, topic)) partitions.push({ topic, partition });
+    }
+    for (let attempt = 1; ; attempt++) {
+      const before = await stableOffsets(consumer, partitions);
+      await this.sealOnce(partitions);
+      // The seal's ABORT marker may be skipped the same way (the broker not yet back in the cluster):
+      // then its own records stay open, and each partition's last stable offset stays where it was.
+      const stuck = await this.stableOffsetsPassed(partitions, before);
+      if (stuck.length === 0) {
+        this.ctx.log.info('output partitions sealed', { topics: outputTopics, attempts: attempt });
+        return;
       }
+      if (this.finishing || this.ctx.owner.halted) return;
+      if (attempt >= MAX_SEAL_ATTEMPTS) {
+        // Not this producer's, or not one a seal can end: going on is all that is left.
+        this.ctx.log.error('an output partition keeps an open transaction after every seal; going on (kafka-transactions.sh '
+          + 'find-hanging names it)', { partitions: stuck.map((p) => `${p.topic}[${p.partition}]`), attempts: attempt });
+        return;
+      }
+      this.ctx.log.warn('an output partition still holds an open transaction after the seal; sealing again', {
+        partitions: stuck.map((p) => `${p.topic}[${p.partition}]`), attempt,
+      });
+    }
+  }
+
+  /** One sealing transaction: a record to each of `partitions`, the input offsets, then the abort. */
+  private async sealOnce(partitions: readonly Toppar[]): Promise<void> {
+    const { consumer, inputTopic } = this.ctx;
+    await this.retrying('seal the output partitions', (cb) => this.producer.beginTransaction(cb));
+    for (const { topic, partition } of partitions) {
+      this.producer.produce(topic, partition, SEAL_VALUE, null, null, undefined, [{ [SEAL_HEADER]: this.ctx.transactionalId }]);
     }
     const positions = consumer.position(this.ctx.owner.assignedPartitions.map((partition) => ({ topic: inputTopic, partition })))
       .filter((p) => typeof p.offset === 'number' && p.offset >= 0);
@@ -380,7 +440,22 @@ export class ExactlyOnceDelivery implements Delivery {
         positions.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.offset! })), consumer, this.callTimeout(), cb));
     }
     await this.retrying('abort the sealing transaction', (cb) => this.producer.abortTransaction(this.callTimeout(), cb));
-    this.ctx.log.info('output partitions sealed', { topics: outputTopics });
+  }
+
+  /**
+   * Waits, at most {@link SEAL_CHECK_MS}, until the last stable offset of every partition has passed
+   * its value in `before`; returns the partitions where it has not. Another instance's open transaction
+   * holds it back for at most its transaction timeout, which is shorter.
+   */
+  private async stableOffsetsPassed(partitions: readonly Toppar[], before: ReadonlyMap<string, number>): Promise<Toppar[]> {
+    const deadline = Date.now() + SEAL_CHECK_MS;
+    let stuck = [...partitions];
+    for (;;) {
+      const now = await stableOffsets(this.ctx.consumer, stuck);
+      stuck = stuck.filter((p) => (now.get(key(p)) ?? -1) <= (before.get(key(p)) ?? -1));
+      if (stuck.length === 0 || Date.now() >= deadline || this.finishing || this.ctx.owner.halted) return stuck;
+      await new Promise((resolve) => setTimeout(resolve, SEAL_POLL_MS));
+    }
   }
 
   private reset(): void {

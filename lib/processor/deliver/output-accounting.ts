@@ -8,8 +8,8 @@ import type { Logger } from '../../log';
 import type { ProcessorMetrics } from '../../metrics';
 import { deadLetterOutput, type Output } from '../score/output';
 
-/** What the writer needs to know. */
-export interface WriterContext {
+/** What the output accounting needs to know. */
+export interface AccountingContext {
   readonly inputTopic: string;
   readonly deadLetterTopic: string;
   readonly outputTopics: readonly string[];
@@ -22,14 +22,14 @@ export interface WriterContext {
 type Inc = { inc(by?: number): void };
 
 /** Replaces refused outputs and counts settled ones; see the module comment. */
-export class OutputWriter {
+export class OutputAccounting {
   /** Per-record metric series, bound once: a delivery updates them without formatting labels. */
   private readonly recordsOutByTopic: Map<string, Inc>;
   private readonly deadLettersByReason = new Map<string, Inc>();
   private readonly skippedByReason = new Map<string, Inc>();
   private readonly endToEnd: { observe(value: number): void };
 
-  constructor(private readonly ctx: WriterContext) {
+  constructor(private readonly ctx: AccountingContext) {
     this.recordsOutByTopic = new Map(ctx.outputTopics.map((topic) => [topic, ctx.metrics.recordsOut.child({ topic })]));
     this.endToEnd = ctx.metrics.endToEndSeconds.child();
   }
