@@ -433,6 +433,9 @@ export class ExactlyOnceDelivery implements Delivery {
     for (const { topic, partition } of partitions) {
       this.producer.produce(topic, partition, SEAL_VALUE, null, null, undefined, [{ [SEAL_HEADER]: this.ctx.transactionalId }]);
     }
+    // Written before the abort: an abort purges what is still queued, and a partition never written
+    // to is not part of the transaction, so its marker would not be written either.
+    await this.retrying('write the sealing records', (cb) => this.producer.flush(this.callTimeout(), cb));
     const positions = consumer.position(this.ctx.owner.assignedPartitions.map((partition) => ({ topic: inputTopic, partition })))
       .filter((p) => typeof p.offset === 'number' && p.offset >= 0);
     if (positions.length > 0) {
