@@ -1,5 +1,5 @@
 /**
- * A broker killed -9 mid-stream and restarted half a minute later, on a broker of this test's own.
+ * A broker killed -9 mid-stream and restarted, on a broker of this test's own.
  * The outage must be visible while it lasts (a warn line, `xgb_stream_brokers_up` 0, `/readyz` 503)
  * and its end too.
  * The restarted broker may have forgotten the group, so the processor's commits of the outage fail;
@@ -54,12 +54,25 @@ async function within(what: string, from: number, limitMs: number, check: () => 
 const brokersUp = async (): Promise<string | undefined> =>
   /^xgb_stream_brokers_up (\d)$/m.exec((await get('/metrics')).body)?.[1];
 
-const RECORDS = 100_000;
+// A stream that outlasts the outage: records are sent before, during and after it (1,500/s for 30 s).
+const RECORDS = 45_000;
 const RATE = 1_500;
-/** Plus the ~13 s the restarted broker takes to start: 30–40 s down in all. */
-const OUTAGE_MS = 22_000;
+/** The broker is killed once this many outputs show the stream flowing. */
+const KILL_AFTER_OUTPUTS = 3_000;
+/**
+ * Down at least this long before the restart begins (then the ~3–13 s the restarted broker takes to
+ * start): longer than the processor's session timeout (6 s), and long enough for librdkafka to back
+ * off its reconnects. The signs of the outage show within a second; a longer wait proves nothing more.
+ */
+const DOWN_BEFORE_RESTART_MS = 8_000;
+/**
+ * Duplicates come from the outputs in flight when the broker died, a count set by the rate and the
+ * outage rather than by how many records the stream holds: a fixed bound, 0.1 % of the 100,000
+ * records this test once sent (35 measured then).
+ */
+const MAX_DUPLICATES = 100;
 
-it('shows the outage, loses nothing and outputs at most 0.1 % twice when the broker is killed -9 for 30–40 s mid-stream', async () => {
+it(`shows the outage, loses nothing and outputs at most ${MAX_DUPLICATES} records twice when the broker is killed -9 mid-stream and restarted ${DOWN_BEFORE_RESTART_MS / 1000} s later`, async () => {
   const bootstrap = kafka('start');
   const topics = await createTopicSet('restart', 3, bootstrap);
   const processor = ProcessorProcess.start(['--brokers', bootstrap, '--log-level', 'info', ...topicFlags(topics),
@@ -71,7 +84,7 @@ it('shows the outage, loses nothing and outputs at most 0.1 % twice when the bro
       brokers: bootstrap, topic: topics.input, records: readReplayFile(`${MODEL_DIR}/replay.ndjson.gz`),
       count: RECORDS, rate: RATE, kafkaProperties: { 'message.timeout.ms': '300000' },
     });
-    await new Promise((resolve) => setTimeout(resolve, 15_000));
+    await outputs.waitFor(KILL_AFTER_OUTPUTS, 60_000);
     const pid = Number(readFileSync(path.join(state, 'kafka.pid'), 'utf8'));
     process.kill(pid, 'SIGKILL');
     const killedAt = Date.now();
@@ -82,7 +95,10 @@ it('shows the outage, loses nothing and outputs at most 0.1 % twice when the bro
       const r = await get('/readyz');
       return r.status === 503 && JSON.parse(r.body).reason.startsWith(`brokers ${bootstrap} unreachable since `);
     });
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, OUTAGE_MS - (Date.now() - killedAt))));
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, DOWN_BEFORE_RESTART_MS - (Date.now() - killedAt))));
+    // No client can reach the broker before its JVM is launched, so the outage the processor saw lasts
+    // at least from its warn line to here.
+    const restartingAt = Date.now();
     kafka('start');
     const restartedAt = Date.now();
     process.stdout.write(`broker down for ${((restartedAt - killedAt) / 1000).toFixed(1)} s\n`);
@@ -95,7 +111,8 @@ it('shows the outage, loses nothing and outputs at most 0.1 % twice when the bro
     const lines = processor.stderr.split('\n').filter((l) => /brokers (unreachable|still unreachable|reachable again)/.test(l));
     expect(lines.map((l) => JSON.parse(l).message)).toEqual(['brokers unreachable', 'brokers reachable again']);
     expect(JSON.parse(lines[0])).toMatchObject({ level: 'warn', brokers: bootstrap });
-    expect(JSON.parse(lines[1]).outageSeconds).toBeGreaterThan(20);
+    // outageSeconds is rounded to a tenth.
+    expect(JSON.parse(lines[1]).outageSeconds).toBeGreaterThanOrEqual((restartingAt - killedAt) / 1000 - warned - 0.05);
     expect(await sending).toMatchObject({ sent: RECORDS, failed: 0 });
     // Every input has an output once the distinct source positions are all there, duplicates aside.
     const seen = new Set<string>();
@@ -121,8 +138,8 @@ it('shows the outage, loses nothing and outputs at most 0.1 % twice when the bro
     + `${duplicates} duplicates (${((100 * duplicates) / RECORDS).toFixed(3)} %)\n`);
   expect(all.filter((m) => m.topic === topics.deadLetter)).toHaveLength(0);
   expect(positions).toBe(RECORDS);
-  expect(duplicates).toBeLessThanOrEqual(RECORDS / 1000);
-}, 400_000);
+  expect(duplicates).toBeLessThanOrEqual(MAX_DUPLICATES);
+}, 300_000);
 
 describe.each(['at-least-once', 'exactly-once'])('SIGTERM while the brokers are down (%s)', (guarantee) => {
   /** What the README promises: --shutdown-timeout-ms, plus at most 9 s for the calls in flight to let go. */
@@ -146,7 +163,10 @@ describe.each(['at-least-once', 'exactly-once'])('SIGTERM while the brokers are 
       process.kill(Number(readFileSync(path.join(state, 'kafka.pid'), 'utf8')), 'SIGKILL');
       await first.waitForLog('"brokers unreachable"', 20_000);
       const termAt = Date.now();
-      const exit = await first.kill('SIGTERM');
+      // Bounded, so that a processor that never exits fails here with its log, not at the test's timeout.
+      const exit = await Promise.race([first.kill('SIGTERM'),
+        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 60_000))]);
+      if (exit === undefined) throw new Error(`still running 60 s after SIGTERM; its log ends:\n${first.stderr.slice(-10_000)}`);
       const tookMs = Date.now() - termAt;
       process.stdout.write(`${guarantee}: SIGTERM with the brokers down: exit ${exit.code} after ${tookMs} ms\n`);
       // Exit 1 when outputs were still in flight (the usual case); 0 when everything had been

@@ -242,8 +242,9 @@ describe('a planted secret never shows', () => {
       `sasl.password=${PLANTED}`, `ssl.key.password=${PLANTED}-key`].join('\n'), 0o644);
     const topics = await createTopicSet('secret');
     const port = await freePort();
+    // A short connect bound: the handshake never succeeds, and the default 30 s would only be waited out.
     const p = ProcessorProcess.start([...topicFlags(topics), '--kafka-config', file, '--log-level', 'debug',
-      '-X', 'debug=all', '--metrics-port', String(port)]);
+      '-X', 'debug=all', '--metrics-port', String(port), '--connect-timeout-ms', '5000']);
     let scraped = '';
     let readyz = '';
     for (let i = 0; i < 100 && scraped === ''; i++) {

@@ -78,7 +78,8 @@ describe('metrics endpoint', () => {
   it('shows a backlog as lag while it lasts, and the exact counts once it is drained', async () => {
     const vectors = loadTestVectors();
     const topics = await createTopicSet('metrics-backlog', 2);
-    const n = 20_000;
+    // Some seconds of backlog at batches of one, several of the once-a-second lag refreshes.
+    const n = 10_000;
     await produceAll(topics.input, Array.from({ length: n }, (_, i) => ({
       key: `b-${i}`, partition: i % 2,
       value: encodePredictRequest({ recordID: `b-${i}`, featuresVector: row(vectors, i) }),
