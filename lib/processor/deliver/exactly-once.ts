@@ -405,7 +405,17 @@ export class ExactlyOnceDelivery implements Delivery {
     }
     for (let attempt = 1; ; attempt++) {
       const before = await stableOffsets(consumer, partitions);
-      await this.sealOnce(partitions);
+      try {
+        await this.sealOnce(partitions);
+      } catch (err) {
+        const e = err as LibrdKafkaError;
+        if (!e.isTxnRequiresAbort || attempt >= MAX_SEAL_ATTEMPTS) throw e;
+        // A sealing transaction fails as any other can (say, sequence numbers skipped by the failed
+        // output that aborted the transaction before it): it is aborted, and the seal tried again.
+        this.ctx.log.warn('sealing transaction failed; aborting it and sealing again', { error: e.message, attempt });
+        await this.retrying('abort the sealing transaction', (cb) => this.producer.abortTransaction(this.callTimeout(), cb));
+        continue;
+      }
       // The seal's ABORT marker may be skipped the same way (the broker not yet back in the cluster):
       // then its own records stay open, and each partition's last stable offset stays where it was.
       const stuck = await this.stableOffsetsPassed(partitions, before);
