@@ -79,10 +79,10 @@ function key(p: Toppar): string {
  * what the consumer (read_committed, as exactly-once requires) asks for. A partition whose offset
  * cannot be read now is left out.
  */
-async function stableOffsets(consumer: KafkaConsumer, partitions: readonly Toppar[]): Promise<Map<string, number>> {
+async function stableOffsets(consumer: KafkaConsumer, partitions: readonly Toppar[], timeoutMs: number): Promise<Map<string, number>> {
   const found = new Map<string, number>();
   await Promise.all(partitions.map((p) => new Promise<void>((resolve) => {
-    consumer.queryWatermarkOffsets(p.topic, p.partition, TRANSACTION_TIMEOUT_MS, (err, offsets) => {
+    consumer.queryWatermarkOffsets(p.topic, p.partition, timeoutMs, (err, offsets) => {
       if (!err) found.set(key(p), offsets.highOffset);
       resolve();
     });
@@ -91,9 +91,9 @@ async function stableOffsets(consumer: KafkaConsumer, partitions: readonly Toppa
 }
 
 /** The partition ids of `topic`, from the producer's metadata. */
-function partitionsOf(producer: Producer, topic: string): Promise<number[]> {
+function partitionsOf(producer: Producer, topic: string, timeoutMs: number): Promise<number[]> {
   return new Promise((resolve, reject) => {
-    producer.getMetadata({ topic, timeout: TRANSACTION_TIMEOUT_MS }, (err, metadata) => {
+    producer.getMetadata({ topic, timeout: timeoutMs }, (err, metadata) => {
       if (err) {
         reject(err);
         return;
@@ -401,10 +401,12 @@ export class ExactlyOnceDelivery implements Delivery {
     const { outputTopics, consumer } = this.ctx;
     const partitions: Toppar[] = [];
     for (const topic of outputTopics) {
-      for (const partition of await partitionsOf(this.producer, topic)) partitions.push({ topic, partition });
+      for (const partition of await partitionsOf(this.producer, topic, this.callTimeout())) partitions.push({ topic, partition });
     }
     for (let attempt = 1; ; attempt++) {
-      const before = await stableOffsets(consumer, partitions);
+      // Stopping: the seal is left to the next start, which seals first.
+      if (this.finishing || this.ctx.owner.halted) return;
+      const before = await stableOffsets(consumer, partitions, this.callTimeout());
       try {
         await this.sealOnce(partitions);
       } catch (err) {
@@ -464,7 +466,7 @@ export class ExactlyOnceDelivery implements Delivery {
     const deadline = Date.now() + SEAL_CHECK_MS;
     let stuck = [...partitions];
     for (;;) {
-      const now = await stableOffsets(this.ctx.consumer, stuck);
+      const now = await stableOffsets(this.ctx.consumer, stuck, this.callTimeout());
       stuck = stuck.filter((p) => (now.get(key(p)) ?? -1) <= (before.get(key(p)) ?? -1));
       if (stuck.length === 0 || Date.now() >= deadline || this.finishing || this.ctx.owner.halted) return stuck;
       await new Promise((resolve) => setTimeout(resolve, SEAL_POLL_MS));
