@@ -453,8 +453,9 @@ export class StreamProcessor {
     this.stopping = true;
     this.log.info('stopping: finishing batches in flight');
     this.notifyProgress();
-    await this.fetchLoopDone;
-    await this.owner.rebalancing;
+    // Both wait for a rewind or a release under way, which asks the brokers: bounded by the deadline.
+    const untilDeadline = new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref());
+    await Promise.race([Promise.all([this.fetchLoopDone, this.owner.rebalancing]), untilDeadline]);
     const delivered = await this.delivery.finish(this.assignedPartitions, deadline);
     // Counted now: leaving the group below revokes the partitions, which drops their records.
     const pending = this.owner.ledger.pending();

@@ -7,7 +7,7 @@
  * what was acknowledged. Before revoked partitions go, the owner asks the delivery mode (its
  * {@link Guarantee}) to acknowledge and commit what was sent for them.
  */
-import { CODES, type KafkaConsumer, type LibrdKafkaError, type Message, type TopicPartition } from 'node-rdkafka';
+import { CODES, type KafkaConsumer, type LibrdKafkaError, type Message, type TopicPartition, type TopicPartitionOffset } from 'node-rdkafka';
 import type { ProcessorConfig } from '../../config';
 import type { Logger } from '../../log';
 import type { ProcessorMetrics } from '../../metrics';
@@ -18,6 +18,11 @@ const OFFSET_BEGINNING = -2;
 const OFFSET_END = -1;
 /** How long the committed offsets are waited for, to rewind or resume. */
 const COMMITTED_TIMEOUT_MS = 10_000;
+/**
+ * Bound on one request for them, asked again until {@link COMMITTED_TIMEOUT_MS}: the call runs on a
+ * thread of libuv's pool, which a process that stops must wait for, brokers or not.
+ */
+const COMMITTED_CALL_MS = 2_000;
 
 /** What a delivery mode does for the owner when partitions are revoked. */
 export interface Guarantee {
@@ -83,6 +88,18 @@ export class PartitionOwner {
 
   constructor(private readonly ctx: OwnerContext) {
     this.ledger = new OffsetTracker(ctx.config.inputTopic);
+  }
+
+  /** The group's committed offsets of `toppars`, asked in bounded calls; see {@link COMMITTED_CALL_MS}. */
+  private committed(toppars: TopicPartition[], done: (err: LibrdKafkaError | undefined, committed: TopicPartitionOffset[]) => void): void {
+    const giveUpAt = Date.now() + COMMITTED_TIMEOUT_MS;
+    const ask = (): void => {
+      this.ctx.consumer.committed(toppars, COMMITTED_CALL_MS, (err, committed) => {
+        if (err && err.code === CODES.ERRORS.ERR__TIMED_OUT && Date.now() < giveUpAt && !this.halted) ask();
+        else done(err ?? undefined, committed);
+      });
+    };
+    ask();
   }
 
   /** Whether a fatal error was raised: waiting for acknowledgements is then pointless. */
@@ -216,7 +233,7 @@ export class PartitionOwner {
         resolve();
         return;
       }
-      consumer.committed(toppars, COMMITTED_TIMEOUT_MS, (err, committed) => {
+      this.committed(toppars, (err, committed) => {
         if (err) {
           reject(new Error(`could not read the committed offsets to rewind to: ${err.message}`));
           return;
@@ -265,7 +282,7 @@ export class PartitionOwner {
         log.warn('could not resume partitions', { partitions: still.map((t) => t.partition), error: e });
       }
     };
-    consumer.committed(toppars, COMMITTED_TIMEOUT_MS, (err, committed) => {
+    this.committed(toppars, (err, committed) => {
       if (err) {
         log.warn('committed offsets not known; resuming where the consumer stands', { error: err.message });
         resume();
