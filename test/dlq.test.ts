@@ -21,7 +21,9 @@ function runDlq(args: string[]): Promise<{ code: number | null; stdout: string; 
   return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
 }
 
-const T0 = Date.parse('2026-11-01T00:00:00Z');
+// An hour ago, on a whole second: the test broker keeps records for 24 h (log.retention.hours), and its
+// retention check, once a minute, deletes a partition's records once their timestamps are older.
+const T0 = Math.floor(Date.now() / 1000) * 1000 - 3_600_000;
 
 interface Letter { key: string; reason: DeadLetterReason; partition: number; at: number; replays?: number; truncated?: boolean }
 
@@ -82,7 +84,7 @@ describe('xgb-stream-dlq', () => {
     expect(first.valueBytes).toBe(valueOf('u0').length);
 
     const text = await runDlq(['inspect', '--brokers', brokers(), '--topic', dlq, '--show', '0']);
-    expect(text.stdout).toContain(`${dlq}: 10 dead letters\n  from 2026-11-01T00:00:00.000Z to 2026-11-01T00:00:09.000Z\nby reason:\n`
+    expect(text.stdout).toContain(`${dlq}: 10 dead letters\n  from ${new Date(T0).toISOString()} to ${new Date(T0 + 9000).toISOString()}\nby reason:\n`
       + '           5  undecodable\n           3  wrong-feature-count\n           2  missing-feature\n');
   });
 
