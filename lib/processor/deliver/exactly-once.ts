@@ -74,6 +74,11 @@ function key(p: Toppar): string {
   return `${p.topic}/${p.partition}`;
 }
 
+/** As a log line names a partition. */
+function partitionName(p: Toppar): string {
+  return `${p.topic}[${p.partition}]`;
+}
+
 /**
  * The last stable offset of each partition: the end offset a read_committed reader is given, which is
  * what the consumer (read_committed, as exactly-once requires) asks for. A partition whose offset
@@ -429,11 +434,11 @@ export class ExactlyOnceDelivery implements Delivery {
       if (attempt >= MAX_SEAL_ATTEMPTS) {
         // Not this producer's, or not one a seal can end: going on is all that is left.
         this.ctx.log.error('an output partition keeps an open transaction after every seal; going on (kafka-transactions.sh '
-          + 'find-hanging names it)', { partitions: stuck.map((p) => `${p.topic}[${p.partition}]`), attempts: attempt });
+          + 'find-hanging names it)', { partitions: stuck.map(partitionName), attempts: attempt });
         return;
       }
       this.ctx.log.warn('an output partition still holds an open transaction after the seal; sealing again', {
-        partitions: stuck.map((p) => `${p.topic}[${p.partition}]`), attempt,
+        partitions: stuck.map(partitionName), attempt,
       });
     }
   }

@@ -39,8 +39,9 @@ export class RecordSource {
   /**
    * Natural batching: whenever the scorer has room, the next batch is whatever librdkafka has fetched
    * by then (up to `batchSize`), taken at once. While one batch is predicted and the next waits its
-   * turn, the one after accumulates, so at low load a record waits for no timer, and under load batches grow by themselves. Only when
-   * nothing is fetched does the loop block, on the first record to come.
+   * turn, the one after accumulates, so at low load a record waits for no timer, and under load
+   * batches grow by themselves. Only when nothing is fetched does the loop block, on the first record
+   * to come.
    *
    * `batchWaitMs` > 0 adds a bounded wait, from the first record, for a batch to fill; librdkafka's
    * consume(n) waits per message, so a slow trickle could otherwise hold a batch far longer.
