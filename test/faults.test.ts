@@ -147,6 +147,10 @@ describe('a delivery that librdkafka reports failed', () => {
     const out = await Collector.start(outputTopics(topics), bootstrap);
     try {
       await out.waitFor(first.length + 1);
+    } catch (err) {
+      // Say what the restarted processor did while the output was awaited.
+      throw new Error(`${(err as Error).message}; the restarted processor logged:\n`
+        + again.logs.map((l) => JSON.stringify(l)).join('\n'));
     } finally {
       await out.stop();
       expect(await again.processor.stop()).toBe(0);
