@@ -9,7 +9,7 @@ import { decodeScoredRecord } from '../lib/codec';
 import { HEADER } from '../lib/processor/score/output';
 import { readReplayFile, replay, type ReplayRecord } from '../lib/replay';
 import { formatSummary, summarise, type DemoSummary, type ObservedMessage } from '../scripts/demo-summary';
-import { MODEL_DIR, MODEL_PATH } from './helpers/fixtures';
+import { MODEL_DIR, MODEL_PATH, loadReference } from './helpers/fixtures';
 import {
   Collector, readToEnd, ProcessorProcess, brokers, createTopicSet, header, produceAll, topicFlags, uniqueName, type TopicSet,
 } from './helpers/kafka';
@@ -34,7 +34,7 @@ function nearestRank(values: number[], p: number): number {
 }
 
 beforeAll(async () => {
-  classifier = Classifier.load(MODEL_PATH);
+  classifier = loadReference();
   threshold = Number(classifier.attribute('threshold') ?? '0.5');
   // The first 300 held-out transactions hold few frauds; add the first 60 frauds after them so that
   // every cell of the confusion matrix is filled.

@@ -11,7 +11,7 @@ import type { Message } from 'node-rdkafka';
 import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord, encodePredictRequest } from '../lib/codec';
 import { replay, type ReplayRecord } from '../lib/replay';
-import { CANDIDATE_DIR, MODEL_PATH, loadTestVectors, replayRecords, row, type TestVectors } from './helpers/fixtures';
+import { CANDIDATE_DIR, MODEL_PATH, loadTestVectors, replayRecords, row, type TestVectors, loadReference } from './helpers/fixtures';
 import {
   ProcessorProcess, ROOT, brokers, committedOffsets, createTopicSet, createTopics, header, outputTopics, produceAll,
   readCommitted, runCli, topicFlags, uniqueName, type TopicSet,
@@ -21,7 +21,7 @@ let vectors: TestVectors;
 let classifier: Classifier;
 beforeAll(() => {
   vectors = loadTestVectors();
-  classifier = Classifier.load(MODEL_PATH);
+  classifier = loadReference();
 });
 afterAll(() => classifier.close());
 

@@ -12,7 +12,7 @@ const stateFile = path.join(root, 'node_modules', '.xgb-stream-test-kafka');
  * so, and KAFKA_BROKERS names the broker, which the script stops itself.
  */
 export default async function globalSetup(): Promise<void> {
-  if (!process.env.XGB_STREAM_TEST_PREPARED) prepareTests();
+  if (!process.env.XGB_STREAM_TEST_PREPARED) await prepareTests();
   if (process.env.KAFKA_BROKERS) {
     // Not ours to stop: a state file left by an interrupted run must not make the teardown stop it.
     rmSync(stateFile, { force: true });

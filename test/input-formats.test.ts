@@ -10,7 +10,7 @@ import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord, encodePredictRequest } from '../lib/codec';
 import { frameValue, parseFrame } from '../lib/input/framing';
 import { encodeValue } from '../lib/replay';
-import { MODEL_DIR, MODEL_PATH, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
+import { MODEL_DIR, MODEL_PATH, loadTestVectors, row, type TestVectors, loadReference } from './helpers/fixtures';
 import {
   Collector, ProcessorProcess, createTopicSet, header, outputTopics, produceAll, readToEnd, runCli, topicFlags,
   uniqueName, type OutgoingRecord, type TopicSet,
@@ -21,7 +21,7 @@ let vectors: TestVectors;
 let classifier: Classifier;
 beforeAll(() => {
   vectors = loadTestVectors();
-  classifier = Classifier.load(MODEL_PATH);
+  classifier = loadReference();
 });
 afterAll(() => classifier.close());
 

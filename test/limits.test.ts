@@ -6,7 +6,7 @@
  */
 import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord, encodePredictRequest } from '../lib/codec';
-import { MODEL_PATH, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
+import { MODEL_PATH, loadTestVectors, row, type TestVectors, loadReference } from './helpers/fixtures';
 import { freePort, get, sample } from './helpers/http';
 import { until } from './helpers/in-process';
 import {
@@ -20,7 +20,7 @@ let vectors: TestVectors;
 let classifier: Classifier;
 beforeAll(() => {
   vectors = loadTestVectors();
-  classifier = Classifier.load(MODEL_PATH);
+  classifier = loadReference();
 });
 afterAll(() => classifier.close());
 

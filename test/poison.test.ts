@@ -6,7 +6,7 @@
 import type { Message } from 'node-rdkafka';
 import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord, encodePredictRequest } from '../lib/codec';
-import { MODEL_PATH, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
+import { MODEL_PATH, loadTestVectors, row, type TestVectors, loadReference } from './helpers/fixtures';
 import {
   Collector, ProcessorProcess, createTopics, header, outputTopics, produceAll, readToEnd, topicFlags, uniqueName,
   type OutgoingRecord, type TopicSet,
@@ -16,7 +16,7 @@ let vectors: TestVectors;
 let classifier: Classifier;
 beforeAll(() => {
   vectors = loadTestVectors();
-  classifier = Classifier.load(MODEL_PATH);
+  classifier = loadReference();
 });
 afterAll(() => classifier.close());
 

@@ -10,7 +10,7 @@ import {
   topicFlags, uniqueName, type OutgoingRecord, type TopicSet,
 } from './helpers/kafka';
 import { until } from './helpers/in-process';
-import { MODEL_PATH, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
+import { MODEL_PATH, loadTestVectors, row, type TestVectors, loadReference } from './helpers/fixtures';
 
 let vectors: TestVectors;
 let classifier: Classifier;
@@ -19,7 +19,7 @@ let modelVersion: string;
 
 beforeAll(() => {
   vectors = loadTestVectors();
-  classifier = Classifier.load(MODEL_PATH);
+  classifier = loadReference();
   threshold = Number(classifier.attribute('threshold') ?? '0.5');
   modelVersion = classifier.attribute('model_version')!;
 });

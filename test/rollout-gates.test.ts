@@ -16,7 +16,7 @@ import { ProcessorMetrics } from '../lib/metrics';
 import { ModelReloader } from '../lib/processor/model/reload';
 import { BatchScorer } from '../lib/processor/score/score';
 import { ServingModel } from '../lib/processor/model/serving-model';
-import { CANDIDATE_DIR, MODEL_DIR, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
+import { CANDIDATE_DIR, MODEL_DIR, loadTestVectors, row, type TestVectors, loadReference } from './helpers/fixtures';
 
 let vectors: TestVectors;
 let v1: Classifier;
@@ -25,8 +25,8 @@ const work = mkdtempSync(path.join(os.tmpdir(), 'xgb-stream-gates-'));
 
 beforeAll(() => {
   vectors = loadTestVectors();
-  v1 = Classifier.load(path.join(MODEL_DIR, 'model.ubj'));
-  v2 = Classifier.load(path.join(CANDIDATE_DIR, 'model.ubj'));
+  v1 = loadReference(path.join(MODEL_DIR, 'model.ubj'));
+  v2 = loadReference(path.join(CANDIDATE_DIR, 'model.ubj'));
 });
 afterAll(() => {
   v1.close();

@@ -10,7 +10,7 @@ import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord } from '../lib/codec';
 import { RecentRows } from '../lib/processor/model/recent-rows';
 import { replay, type ReplayRecord } from '../lib/replay';
-import { CANDIDATE_DIR, MODEL_DIR, loadTestVectors, replayRecords, row, type TestVectors } from './helpers/fixtures';
+import { CANDIDATE_DIR, MODEL_DIR, loadTestVectors, replayRecords, row, type TestVectors, loadReference } from './helpers/fixtures';
 import { freePort, get, request, sample } from './helpers/http';
 import { until } from './helpers/in-process';
 import {
@@ -25,8 +25,8 @@ const work = mkdtempSync(path.join(os.tmpdir(), 'xgb-stream-rollout-'));
 
 beforeAll(() => {
   vectors = loadTestVectors();
-  v1 = Classifier.load(path.join(MODEL_DIR, 'model.ubj'));
-  v2 = Classifier.load(path.join(CANDIDATE_DIR, 'model.ubj'));
+  v1 = loadReference(path.join(MODEL_DIR, 'model.ubj'));
+  v2 = loadReference(path.join(CANDIDATE_DIR, 'model.ubj'));
 });
 afterAll(() => {
   v1.close();

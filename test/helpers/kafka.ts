@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import {
-  AdminClient, CODES, KafkaConsumer, Producer, type Message, type MessageHeader,
+  AdminClient, CODES, KafkaConsumer, Producer, type LibrdKafkaError, type Message, type MessageHeader, type Metadata,
 } from 'node-rdkafka';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
@@ -37,6 +37,31 @@ export async function createTopics(names: readonly string[], partitions = 1, boo
     }
   } finally {
     admin.disconnect();
+  }
+  await topicsVisible(names, partitions, bootstrap);
+}
+
+/**
+ * Waits until the broker's metadata lists every topic with its partitions. A created topic reaches
+ * the metadata a moment after the controller has acknowledged it, longer on a broker that has just
+ * started, and the processor checks its topics there once, at start.
+ */
+async function topicsVisible(names: readonly string[], partitions: number, bootstrap: string): Promise<void> {
+  const client = new Producer({ 'bootstrap.servers': bootstrap });
+  await new Promise<void>((resolve, reject) => client.connect({}, (err) => (err ? reject(err) : resolve())));
+  try {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const md = await new Promise<Metadata>((resolve, reject) =>
+        client.getMetadata({ allTopics: true, timeout: 10_000 }, (err, m) => (err ? reject(err) : resolve(m))));
+      const listed = new Map(md.topics.map((t) => [t.name, t.partitions.length]));
+      const missing = names.filter((n) => listed.get(n) !== partitions);
+      if (missing.length === 0) return;
+      if (Date.now() > deadline) throw new Error(`topics not in the broker's metadata after 30 s: ${missing.join(', ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    await new Promise<void>((resolve) => client.disconnect(() => resolve()));
   }
 }
 
@@ -217,6 +242,11 @@ export async function readToEnd(topics: readonly string[], bootstrap = brokers()
   }
 }
 
+/** What a group coordinator that is still loading, or moving, answers. */
+const COORDINATOR_NOT_READY: ReadonlySet<number> = new Set([CODES.ERRORS.ERR_NOT_COORDINATOR_FOR_GROUP,
+  CODES.ERRORS.ERR_COORDINATOR_NOT_AVAILABLE, CODES.ERRORS.ERR_COORDINATOR_LOAD_IN_PROGRESS,
+  CODES.ERRORS.ERR__WAIT_COORD, CODES.ERRORS.ERR__TIMED_OUT]);
+
 /** The offsets a consumer group has committed on the partitions of a topic (-1001 where none). */
 export async function committedOffsets(groupId: string, topic: string, partitions: number,
   bootstrap = brokers()): Promise<number[]> {
@@ -225,9 +255,20 @@ export async function committedOffsets(groupId: string, topic: string, partition
   await new Promise<void>((resolve, reject) => consumer.connect({}, (err) => (err ? reject(err) : resolve())));
   try {
     const toppars = Array.from({ length: partitions }, (_, partition) => ({ topic, partition }));
-    const committed = await new Promise<Array<{ partition: number; offset?: number }>>((resolve, reject) =>
+    const ask = () => new Promise<Array<{ partition: number; offset?: number }>>((resolve, reject) =>
       consumer.committed(toppars, 10_000, (err, tp) => (err ? reject(err) : resolve(tp))));
-    return committed.sort((a, b) => a.partition - b.partition).map((tp) => tp.offset ?? -1001);
+    // A broker that has just restarted answers for a while that it is not (yet) the group's
+    // coordinator: asked again until it is, for up to 30 s.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        const committed = await ask();
+        return committed.sort((a, b) => a.partition - b.partition).map((tp) => tp.offset ?? -1001);
+      } catch (err) {
+        if (!COORDINATOR_NOT_READY.has((err as LibrdKafkaError).code) || Date.now() > deadline) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
   } finally {
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }
