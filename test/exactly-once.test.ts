@@ -54,12 +54,16 @@ async function committedView(topics: TopicSet, n: number, bootstrap = brokers())
 }
 
 /** Checks a read_committed view: every input exactly once, on the topic its score says, with that score. */
-function expectExactlyOnce(all: Message[], topics: TopicSet, records: ReplayRecord[], prefix: string): void {
+function expectExactlyOnce(all: Message[], topics: TopicSet, records: ReplayRecord[], prefix: string,
+  processor?: ProcessorProcess): void {
   const seen = new Map<string, number>();
+  const where = new Map<string, string[]>();
   for (const m of all) {
     expect(m.topic).not.toBe(topics.deadLetter);
     const r = decodeScoredRecord(m.value!);
     seen.set(r.recordID, (seen.get(r.recordID) ?? 0) + 1);
+    where.set(r.recordID, [...(where.get(r.recordID) ?? []),
+      `input ${r.sourcePartition}@${r.sourceOffset} -> ${m.topic.slice(-10)} ${m.partition}@${m.offset}`]);
     const i = Number(r.recordID.slice(prefix.length + 1));
     const expected = classifier.predict(row(vectors, i % vectors.rows));
     expect(r.score).toBe(expected);
@@ -68,6 +72,13 @@ function expectExactlyOnce(all: Message[], topics: TopicSet, records: ReplayReco
   const twice = [...seen.values()].filter((n) => n > 1).length;
   process.stdout.write(`exactly-once: ${records.length} in, ${all.length} read_committed out, `
     + `${seen.size} distinct, ${twice} more than once\n`);
+  if (twice > 0) {
+    // Where each output seen twice came from and landed, and the processor's log: enough to tell which
+    // transaction was visible twice.
+    const doubles = [...where.entries()].filter(([, w]) => w.length > 1).map(([id, w]) => `${id}: ${w.join('; ')}`);
+    process.stdout.write(`outputs seen twice:\n${doubles.join('\n')}\n`
+      + `${processor ? `the processor's log:\n${processor.stderr}\n` : ''}`);
+  }
   expect(seen.size).toBe(records.length);
   expect(all).toHaveLength(records.length);
 }
@@ -174,7 +185,7 @@ describe('exactly-once through crashes', () => {
       expect(p.child.exitCode).toBeNull();
       expect(p.stderr).not.toContain('"stopping after a fatal error"');
       expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
-      expectExactlyOnce(await committedView(topics, records.length, bootstrap), topics, records, 'b');
+      expectExactlyOnce(await committedView(topics, records.length, bootstrap), topics, records, 'b', p);
     } finally {
       kafka('stop');
     }
