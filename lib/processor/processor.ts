@@ -135,10 +135,6 @@ export class StreamProcessor {
       'client.id': 'xgb-stream',
       // Delivers librdkafka's log lines as events, which the logger shows at debug level.
       'event_cb': 'debug' in config.kafkaProperties,
-      // librdkafka backs a failing connection off up to 10 s. After a broker restart that can keep the
-      // consumer from its group coordinator until its session has run out there, and the group drops
-      // it. 1 s, as in Kafka's Java clients: one connection attempt a second while the brokers are down.
-      'reconnect.backoff.max.ms': 1000,
       ...properties.global,
     };
     const exactlyOnce = config.guarantee === 'exactly-once';
