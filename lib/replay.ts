@@ -232,8 +232,8 @@ function sleep(ms: number): Promise<void> {
 /**
  * Sends `count` records to `topic` and resolves once every one has a delivery report (or the
  * producer's message timeout has passed). At a fixed rate, record i is due `i / rate` seconds after
- * the first is sent, and is sent in the first slice of a millisecond or so after that, so that the achieved
- * rate does not drift with timer jitter.
+ * the first is sent, and is sent in the first slice of a millisecond or so after that, so that the
+ * achieved rate does not drift with timer jitter.
  */
 export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
   const { topic, records } = options;

@@ -143,7 +143,7 @@ export class ExactlyOnceDelivery implements Delivery {
   private chain: Promise<void> = Promise.resolve();
   private unsent = 0;
   private readonly waiting = new Progress();
-  /** Bumped by an abort: batches dispatched before it are dropped, not produced. */
+  /** Bumped by an abort and again once its rewind is done: batches dispatched before are dropped, not produced. */
   private epoch = 0;
   private open = false;
   /** The sends of the open transaction (counted once committed). */
