@@ -12,7 +12,7 @@
   'targets': [
     {
       'target_name': 'xgb_stream_native',
-      'sources': ['native/addon.cc', 'native/booster.cc'],
+      'sources': ['native/addon.cc', 'native/booster.cc', 'native/exit_deadline.cc'],
       'include_dirs': ['<!(node -p "require(\'node-addon-api\').include_dir")'],
       # Same ABI and error model as the CMake build: Node-API 8, C++ exceptions on.
       'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS', 'NODE_ADDON_API_DISABLE_DEPRECATED'],

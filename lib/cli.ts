@@ -5,11 +5,27 @@
  */
 import * as path from 'node:path';
 import { ConfigError, helpText, isSecretProperty, parseConfig, redact } from './config';
-import { EXIT } from './exit';
+import { EXIT, EXIT_GRACE_MS, armExitDeadline } from './exit';
 import { KafkaClientMissingError, kafkaClient } from './kafka-client';
 
 /** Secret property values, known once the configuration is parsed: no line this command writes shows them. */
 let secrets: readonly string[] = [];
+
+/**
+ * Set once the Kafka clients exist: bounds the exit that follows (see lib/exit.ts), with the log
+ * line that says so if the bound is reached.
+ */
+let boundExit: ((status: number) => void) | undefined;
+
+/** Exits with `status`; once the Kafka clients exist, within {@link EXIT_GRACE_MS}. */
+function leave(status: number): never {
+  try {
+    boundExit?.(status);
+  } catch (err) {
+    say(`exit not bounded: ${(err as Error).message}`);
+  }
+  process.exit(status);
+}
 
 /** Writes one `xgb-stream: ...` line on stderr, secrets redacted. */
 function say(message: string): void {
@@ -100,6 +116,13 @@ async function main(): Promise<number> {
     say((err as Error).message);
     return EXIT.usage;
   }
+  boundExit = (status) => {
+    let line = '';
+    createLogger(config.logLevel, (l) => { line = l; }, config.secrets).warn(
+      'exiting without waiting for a Kafka client call still blocked on a thread of libuv\'s pool',
+      { status, waitedMs: EXIT_GRACE_MS });
+    armExitDeadline(status, line);
+  };
 
   let metricsServer;
   if (config.metricsPort > 0) {
@@ -113,7 +136,7 @@ async function main(): Promise<number> {
     signals++;
     if (signals > 1) {
       log.error('second signal: exiting without finishing', { signal });
-      process.exit(EXIT.interrupted);
+      leave(EXIT.interrupted);
     }
     log.info('signal received: stopping', { signal });
     void processor.stop();
@@ -144,9 +167,9 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => process.exit(code),
+  (code) => leave(code),
   (err) => {
     say(`${(err as Error).stack ?? err}`);
-    process.exit(EXIT.failure);
+    leave(EXIT.failure);
   },
 );

@@ -1,6 +1,6 @@
 /**
  * Loads the native addon (build/Release/xgb_stream_native.node) and describes its surface. Only
- * classifier.ts talks to it: the addon trusts its arguments, which the Classifier has checked.
+ * classifier.ts and exit.ts talk to it: the addon trusts its arguments, which they have checked.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -35,6 +35,11 @@ export interface NativeBinding {
   Booster: new (model: string | Uint8Array, nthread: number) => NativeBooster;
   /** Version of the libxgboost linked at run time, "major.minor.patch". */
   xgboostVersion(): string;
+  /**
+   * Ends the process with `status` at the latest `graceMs` from now, writing `line` to stderr first,
+   * without the exit handlers (native/exit_deadline.cc). Only lib/exit.ts calls it.
+   */
+  armExitDeadline(status: number, graceMs: number, line: string): void;
 }
 
 const ADDON = path.join('build', 'Release', 'xgb_stream_native.node');

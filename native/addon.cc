@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "booster.h"
+#include "exit_deadline.h"
 
 namespace xgbstream {
 namespace {
@@ -280,11 +281,28 @@ Napi::Value XgboostVersionJs(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), XgboostVersion());
 }
 
+// armExitDeadline(status, graceMs, line); the values are checked in lib/exit.ts.
+Napi::Value ArmExitDeadlineJs(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsString()) {
+    throw Napi::TypeError::New(env, "armExitDeadline(status: number, graceMs: number, line: string)");
+  }
+  const double grace_ms = info[1].As<Napi::Number>().DoubleValue();
+  if (!(grace_ms >= 0)) throw Napi::RangeError::New(env, "graceMs must be a non-negative number");
+  Guard(env, [&] {
+    ArmExitDeadline(info[0].As<Napi::Number>().Int32Value(),
+                    std::chrono::milliseconds(static_cast<std::int64_t>(grace_ms)),
+                    info[2].As<Napi::String>().Utf8Value());
+  });
+  return env.Undefined();
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Booster", NativeBooster::Define(env));
   exports.Set("xgboostVersion", Napi::Function::New<XgboostVersionJs>(env, "xgboostVersion"));
+  exports.Set("armExitDeadline", Napi::Function::New<ArmExitDeadlineJs>(env, "armExitDeadline"));
   return exports;
 }
 

@@ -166,7 +166,8 @@ describe.each(['at-least-once', 'exactly-once'])('SIGTERM while the brokers are 
       // Bounded, so that a processor that never exits fails here with its log, not at the test's timeout.
       const exit = await Promise.race([first.kill('SIGTERM'),
         new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 60_000))]);
-      if (exit === undefined) throw new Error(`still running 60 s after SIGTERM; its log ends:\n${first.stderr.slice(-10_000)}`);
+      if (exit === undefined) throw new Error(`still running 60 s after SIGTERM; its log ends:\n${first.stderr.slice(-10_000)}\n`
+        + `its threads:\n${first.threadStacks()}`);
       const tookMs = Date.now() - termAt;
       process.stdout.write(`${guarantee}: SIGTERM with the brokers down: exit ${exit.code} after ${tookMs} ms\n`);
       // Exit 1 when outputs were still in flight (the usual case); 0 when everything had been

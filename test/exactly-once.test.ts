@@ -277,7 +277,7 @@ describe('a zombie instance', () => {
       await sleep(1_000);
       zombie.child.kill('SIGCONT');
       const exit = await Promise.race([zombie.exited, sleep(60_000).then(() => 'still running')]);
-      if (exit === 'still running') throw new Error(`the zombie did not stop:\n${zombie.stderr.slice(-6000)}`);
+      if (exit === 'still running') throw new Error(`the zombie did not stop:\n${zombie.stderr.slice(-6000)}\nits threads:\n${zombie.threadStacks()}`);
       expect(exit).toEqual({ code: 1, signal: null });
     });
     expect(zombie.stderr).toMatch(/"message":"stopping after a fatal error".*fatal consumer error: Local: Fatal error: the group fenced this instance, as it does when another instance joins with the same --instance-id 'z'/);

@@ -2,7 +2,7 @@
  * Test helpers for the real broker: unique topics, a producer that waits for delivery, a collector
  * that reads topics from the beginning in the background, and the processor binary as a child process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import {
@@ -309,6 +309,18 @@ export class ProcessorProcess {
       if (this.child.exitCode !== null) throw new Error(`processor exited ${this.child.exitCode}:\n${this.stderr}`);
       await new Promise((res) => setTimeout(res, 50));
     }
+  }
+
+  /**
+   * Every thread's stack, through gdb when the machine has it: what a process that does not exit is
+   * waiting for, printed beside its log when a test gives up on it.
+   */
+  threadStacks(): string {
+    if (this.child.exitCode !== null || this.child.pid === undefined) return '(exited)';
+    const gdb = spawnSync('gdb', ['-p', String(this.child.pid), '-batch', '-ex', 'thread apply all bt 30'],
+      { encoding: 'utf8', timeout: 60_000 });
+    if (gdb.error) return `(no thread stacks: ${gdb.error.message})`;
+    return gdb.stdout.split('\n').filter((l) => /^(Thread|#)/.test(l)).join('\n');
   }
 
   /** Sends a signal and waits for the exit. */

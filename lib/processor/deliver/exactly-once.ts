@@ -359,7 +359,10 @@ export class ExactlyOnceDelivery implements Delivery {
     });
     this.reset();
     this.sink.discard();
-    await new Promise((resolve) => setTimeout(resolve, RENEW_DELAY_MS));
+    // Fetching goes on meanwhile, dropping what it reads, so that a fence of the consumer is seen.
+    this.ctx.owner.expectRewind();
+    this.progress();
+    await Promise.race([new Promise((resolve) => setTimeout(resolve, RENEW_DELAY_MS)), this.ctx.owner.fatal.raised]);
     // The consumer was fenced meanwhile: this instance is the zombie, and it stops.
     if (this.ctx.owner.halted) return;
     this.producer = await this.ctx.renewProducer();

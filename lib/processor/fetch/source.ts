@@ -52,7 +52,7 @@ export class RecordSource {
     const { owner } = this.ctx;
     while (!this.ctx.stopping()) {
       await owner.rebalancing;
-      if (!this.ctx.hasRoom()) {
+      if (!owner.droppingUntilRewind && !this.ctx.hasRoom()) {
         await this.ctx.nextProgress();
         continue;
       }

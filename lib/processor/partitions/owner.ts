@@ -77,6 +77,12 @@ export class PartitionOwner {
   /** While a rewind moves the partitions, records fetched meanwhile are dropped without seeks of their own. */
   private rewinding = false;
   /**
+   * Set from {@link expectRewind} until the rewind begins: every record fetched meanwhile is dropped,
+   * and fetching goes on regardless of the records in flight, because a consume call is where
+   * librdkafka reports the consumer's own errors, a fence of this instance among them.
+   */
+  private rewindDue = false;
+  /**
    * Per partition, the offset after the last record whose output this instance delivered and
    * committed (at-least-once) or whose transaction committed (exactly-once), kept across revocations.
    * The group's committed offsets can lag it after a broker restart: an at-least-once commit made
@@ -117,6 +123,19 @@ export class PartitionOwner {
     return [...this.assigned].sort((a, b) => a - b);
   }
 
+  /**
+   * Announces a rewind to come (a fenced producer is being replaced first): from now until it begins,
+   * fetched records are dropped; the rewind reads them again.
+   */
+  expectRewind(): void {
+    this.rewindDue = true;
+  }
+
+  /** Whether fetched records are dropped until a rewind: fetching goes on even with no room for them. */
+  get droppingUntilRewind(): boolean {
+    return this.rewindDue;
+  }
+
   /** Taken before a fetch, to tell which of its records were fetched across a revocation. */
   mark(): FetchMark {
     return { revokedSoFar: this.revokedSoFar, revocations: new Map(this.revocations) };
@@ -127,6 +146,7 @@ export class PartitionOwner {
    * partition revoked while the batch was being fetched.
    */
   admit(batch: Message[], mark: FetchMark): { messages: Message[]; tracked: TrackedBatch } | undefined {
+    if (this.rewindDue) return undefined;
     const messages = this.revokedSoFar === mark.revokedSoFar && batch.every((m) => this.assigned.has(m.partition))
       ? batch : this.dropRevoked(batch, mark.revocations);
     if (messages.length === 0) return undefined;
@@ -222,6 +242,7 @@ export class PartitionOwner {
     for (const p of partitions) this.revocations.set(p, (this.revocations.get(p) ?? 0) + 1);
     this.revokedSoFar++;
     this.rewinding = true;
+    this.rewindDue = false;
     // A partition revoked before the committed offsets come back restarts from them by itself when it
     // is assigned again; a late seek would move it back past transactions committed in between.
     const rewoundAt = new Map(partitions.map((p) => [p, this.revocations.get(p)]));
@@ -258,7 +279,9 @@ export class PartitionOwner {
         });
       });
     }).finally(() => { this.rewinding = false; });
-    this.rebalancing = this.rebalancing.then(() => moved);
+    // The caller of rewind() handles its failure; those who only wait for it must not see it as theirs
+    // (an unhandled rejection during the shutdown's wait ended the process with a stack trace).
+    this.rebalancing = this.rebalancing.then(() => moved).catch(() => undefined);
     return moved;
   }
 
