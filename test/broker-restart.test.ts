@@ -169,7 +169,9 @@ describe.each(['at-least-once', 'exactly-once'])('SIGTERM while the brokers are 
       if (exit === undefined) throw new Error(`still running 60 s after SIGTERM; its log ends:\n${first.stderr.slice(-10_000)}\n`
         + `its threads:\n${first.threadStacks()}`);
       const tookMs = Date.now() - termAt;
-      process.stdout.write(`${guarantee}: SIGTERM with the brokers down: exit ${exit.code} after ${tookMs} ms\n`);
+      const deadline = first.stderr.includes('"exiting without waiting for a Kafka client call still blocked');
+      process.stdout.write(`${guarantee}: SIGTERM with the brokers down: exit ${exit.code} after ${tookMs} ms`
+        + `${deadline ? ', by the exit deadline' : ''}\n`);
       // Exit 1 when outputs were still in flight (the usual case); 0 when everything had been
       // acknowledged before the brokers went: the records sent meanwhile never reached the input topic.
       const pending = first.stderr.includes('"stopped with outputs not delivered; they will be processed again after a restart"');
