@@ -74,6 +74,7 @@ async function main(): Promise<number> {
   const { createLogger } = await import('./log');
   const { ProcessorMetrics } = await import('./metrics');
   const { StreamProcessor } = await import('./processor/processor');
+  const { NativeDataPathProcessor } = await import('./processor/native-path');
   const { startMetricsServer } = await import('./metrics-server');
 
   const log = createLogger(config.logLevel, undefined, config.secrets);
@@ -108,14 +109,30 @@ async function main(): Promise<number> {
   // The bench's floor: Kafka through node-rdkafka without scoring (lib/processor/score/passthrough.ts).
   const passthrough = process.env.XGB_STREAM_PASSTHROUGH === '1';
   if (passthrough) log.warn('passthrough mode: records are not scored (XGB_STREAM_PASSTHROUGH=1)');
-  const scorer = passthrough ? new (await import('./processor/score/passthrough')).PassthroughScorer(classifier) : classifier;
-  let processor;
-  try {
-    processor = new StreamProcessor({ config, classifier: scorer, shadow, logger: log, metrics });
-  } catch (err) {
-    say((err as Error).message);
-    return EXIT.usage;
+  let processor: InstanceType<typeof StreamProcessor> | InstanceType<typeof NativeDataPathProcessor>;
+  if (config.dataPath === 'native') {
+    if (passthrough) {
+      say('--data-path native does not support passthrough mode (XGB_STREAM_PASSTHROUGH=1)');
+      classifier.close();
+      return EXIT.usage;
+    }
+    try {
+      processor = new NativeDataPathProcessor({ config, classifier, logger: log, metrics });
+    } catch (err) {
+      say(`--data-path native: ${(err as Error).message}`);
+      classifier.close();
+      return EXIT.usage;
+    }
+  } else {
+    const scorer = passthrough ? new (await import('./processor/score/passthrough')).PassthroughScorer(classifier) : classifier;
+    try {
+      processor = new StreamProcessor({ config, classifier: scorer, shadow, logger: log, metrics });
+    } catch (err) {
+      say((err as Error).message);
+      return EXIT.usage;
+    }
   }
+  const streamProcessor = processor instanceof StreamProcessor ? processor : undefined;
   boundExit = (status) => {
     let line = '';
     createLogger(config.logLevel, (l) => { line = l; }, config.secrets).warn(
@@ -127,7 +144,7 @@ async function main(): Promise<number> {
   let metricsServer;
   if (config.metricsPort > 0) {
     metricsServer = (await startMetricsServer(config.metricsPort, metrics, processor, {
-      reload: config.enableLifecycle ? () => processor.reloadModel('POST /-/reload') : undefined,
+      reload: config.enableLifecycle && streamProcessor ? () => streamProcessor.reloadModel('POST /-/reload') : undefined,
     })).server;
   }
 
@@ -144,7 +161,10 @@ async function main(): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   // SIGHUP reloads the model (through the gate) instead of ending the process.
-  process.on('SIGHUP', () => { void processor.reloadModel('SIGHUP'); });
+  process.on('SIGHUP', () => {
+    if (streamProcessor) void streamProcessor.reloadModel('SIGHUP');
+    else log.warn('SIGHUP ignored: --data-path native does not reload the model');
+  });
 
   try {
     await processor.start();

@@ -19,6 +19,8 @@ export type Guarantee = 'at-least-once' | 'exactly-once';
 export type InputFormat = 'protobuf' | 'json';
 /** Whether input values may carry Confluent Schema Registry framing. */
 export type InputFraming = 'none' | 'confluent';
+/** Where records are consumed, scored and produced: through node-rdkafka and the Classifier, or in C++. */
+export type DataPathKind = 'node' | 'native';
 /** Log levels, most severe first. */
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
@@ -78,6 +80,8 @@ export interface ProcessorConfig {
   /** How long start-up waits for each Kafka client to connect and read the cluster's metadata. */
   readonly connectTimeoutMs: number;
   readonly nthread: number;
+  /** `native`: the prototype data path of native/datapath/ (see checkNativeDataPath for what it refuses). */
+  readonly dataPath: DataPathKind;
   /** A Java properties file of librdkafka properties (--kafka-config), under those of `-X`. */
   readonly kafkaConfigFile: string | undefined;
   /**
@@ -204,6 +208,9 @@ export const OPTIONS: readonly Option[] = [
     min: 100, max: 600000, help: 'bound on connecting each Kafka client at start-up' },
   { flag: '--nthread', env: 'NTHREAD', key: 'nthread', kind: 'int', def: '1', min: 0, max: 256,
     help: 'xgboost threads per prediction call (0: all cores)' },
+  { flag: '--data-path', env: 'DATA_PATH', key: 'dataPath', kind: 'enum', def: 'node', choices: ['node', 'native'],
+    help: 'native: consume, score and produce in C++ over librdkafka (a prototype: at-least-once, protobuf in, '
+      + '--output-format float out, no reload, shadow or explanations)' },
 ];
 
 const BOOL_TRUE = new Set(['1', 'true', 'yes', 'on']);
@@ -440,6 +447,29 @@ function checkInputSettings(config: ProcessorConfig, framingGiven: boolean): voi
 }
 
 /**
+ * The settings the native data path does not implement, each refused by name: it is a measured
+ * prototype of the node path's core (at-least-once, protobuf in, `float` out), not a second product.
+ */
+function checkNativeDataPath(config: ProcessorConfig): void {
+  const refuse = (what: string): never => {
+    throw new ConfigError(`--data-path native does not support ${what}; use --data-path node`);
+  };
+  if (config.guarantee !== 'at-least-once') refuse(`--guarantee ${config.guarantee} (at-least-once only)`);
+  if (config.outputFormat !== 'float') refuse(`--output-format ${config.outputFormat} (it writes --output-format float only)`);
+  if (config.inputFormat !== 'protobuf') refuse(`--input-format ${config.inputFormat} (protobuf only)`);
+  if (config.inputFraming !== 'none') refuse(`--input-framing ${config.inputFraming} or --schema-registry`);
+  if (config.outputFraming !== 'none') refuse(`--output-framing ${config.outputFraming}`);
+  if (config.shadowModelPath !== undefined) refuse('--shadow-model');
+  if (config.explain !== 'none') refuse(`--explain ${config.explain}`);
+  if (config.provenanceHeaders) refuse('--provenance-headers');
+  if (config.watchModel) refuse('--watch-model (no model reload)');
+  if (config.enableLifecycle) refuse('--enable-lifecycle (no model reload)');
+  if (config.maxAlertRateRatio !== undefined) refuse('--max-alert-rate-ratio (no model reload)');
+  if (config.batchWaitMs !== 0) refuse('--batch-wait-ms (batches are what is fetched)');
+  if (config.createTopics) refuse('--create-topics');
+}
+
+/**
  * Parses flags (`argv` without node and the script) and environment variables into a configuration.
  * Throws ConfigError naming the setting at the first one that is unknown or invalid.
  */
@@ -500,5 +530,6 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (config.shadowTopic !== undefined && config.shadowModelPath === undefined) {
     throw new ConfigError('--shadow-topic needs --shadow-model');
   }
+  if (config.dataPath === 'native') checkNativeDataPath(config);
   return { kind: 'run', config: Object.freeze(config), warnings: kafka.warnings };
 }

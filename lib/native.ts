@@ -87,3 +87,86 @@ export function loadNative(): NativeBinding {
   }
   return binding;
 }
+
+/** What the native data path is given; lib/processor/native-path.ts checks every value first. */
+export interface NativeDataPathOptions {
+  brokers: string;
+  groupId: string;
+  /** '' for dynamic group membership. */
+  instanceId: string;
+  inputTopic: string;
+  suspiciousTopic: string;
+  regularTopic: string;
+  deadLetterTopic: string;
+  modelPath: string;
+  nthread: number;
+  threshold: number;
+  modelVersion: string;
+  batchSize: number;
+  maxOutputBytes: number;
+  rejectMissing: boolean;
+  maxRecordIdBytes: number;
+  /** librdkafka properties set on both clients after the data path's own. */
+  kafkaProperties: Array<[string, string]>;
+}
+
+/** The data path's counters since its start. */
+export interface NativeDataPathStats {
+  recordsIn: number;
+  suspicious: number;
+  regular: number;
+  /** Dead letters by reason code; reasons with none are absent. */
+  deadLetters: Record<string, number>;
+  batches: number;
+  predictCalls: number;
+  predictSeconds: number;
+  deliveryFailures: number;
+  commitFailures: number;
+  assignedPartitions: number[];
+}
+
+/** One log line queued by the loop's thread. */
+export interface NativeLogLine {
+  level: 'error' | 'warn' | 'info' | 'debug';
+  message: string;
+  fields: Record<string, string | number>;
+}
+
+/** The loop over librdkafka and libxgboost of native/datapath/, one per processor. */
+export interface NativeDataPath {
+  start(): void;
+  /** Resolves once the loop has finished its batch, committed and closed its clients. */
+  stop(): Promise<void>;
+  /** `running` false once the loop has ended; `failure` says why when it ended by itself. */
+  state(): { running: boolean; failure?: string };
+  stats(): NativeDataPathStats;
+  /** The log lines since the last call, and how many the loop dropped for want of room. */
+  takeLog(): { lines: NativeLogLine[]; dropped: number };
+  numFeatures(): number;
+}
+
+/** The data path addon's exports. */
+export interface NativeDataPathBinding {
+  DataPath: new (options: NativeDataPathOptions) => NativeDataPath;
+  librdkafkaVersion: string;
+}
+
+const DATA_PATH_ADDON = path.join('build', 'Release', 'xgb_stream_datapath.node');
+
+/**
+ * Loads the native data path addon, built only where node-rdkafka's librdkafka is.
+ * @throws Error saying how to build it when it is missing or cannot be loaded.
+ */
+export function loadDataPathAddon(): NativeDataPathBinding {
+  const file = path.join(packageRoot(), DATA_PATH_ADDON);
+  if (!existsSync(file)) {
+    throw new Error(`the native data path is not built: ${file} is missing. It is built with the addon ` +
+      "('npm run build:native') where node-rdkafka has built its librdkafka.");
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(file) as NativeDataPathBinding;
+  } catch (err) {
+    throw new Error(`the native data path ${file} failed to load: ${(err as Error).message}`, { cause: err });
+  }
+}

@@ -1,0 +1,480 @@
+#include "data_path.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <utility>
+
+namespace xgbstream::datapath {
+
+namespace {
+
+// Header names: the contract with downstream consumers, as lib/processor/score/output.ts writes them.
+constexpr const char* kProvenance = "xgb.provenance";
+constexpr const char* kSourceTopic = "xgb.source.topic";
+constexpr const char* kSourcePartition = "xgb.source.partition";
+constexpr const char* kSourceOffset = "xgb.source.offset";
+constexpr const char* kErrorReason = "xgb.error.reason";
+constexpr const char* kErrorMessage = "xgb.error.message";
+
+// lib/classifier.ts's split: up to this many rows, one in-place call per row is cheaper on
+// libxgboost 3.4 than one call for all of them (README, "Small batches").
+constexpr std::size_t kRowByRowMaxRows = 4;
+// Attempts for a batch prediction before rows are scored one by one to isolate the failure.
+constexpr int kPredictAttempts = 3;
+// The first record of a batch is waited for this long, so that a stop request is seen as often.
+constexpr int kFetchWaitMs = 100;
+// Log lines kept for JavaScript to collect; more are counted and dropped, never block the loop.
+constexpr std::size_t kLogCapacity = 10000;
+
+LogField Text(std::string key, std::string value) { return LogField{std::move(key), std::move(value), false}; }
+LogField Number(std::string key, long long value) { return LogField{std::move(key), std::to_string(value), true}; }
+
+// The input's headers, copied for an output (which then owns them); a fresh list when it has none.
+rd_kafka_headers_t* CopyHeaders(rd_kafka_message_t* m, std::size_t extra) {
+  rd_kafka_headers_t* own = nullptr;
+  if (rd_kafka_message_headers(m, &own) == RD_KAFKA_RESP_ERR_NO_ERROR && own != nullptr) {
+    return rd_kafka_headers_copy(own);
+  }
+  return rd_kafka_headers_new(extra);
+}
+
+void AddHeader(rd_kafka_headers_t* h, const char* name, const std::string& value) {
+  Check(rd_kafka_header_add(h, name, -1, value.data(), static_cast<ssize_t>(value.size())), "rd_kafka_header_add");
+}
+
+}  // namespace
+
+DataPath::DataPath(Options options) : options_(std::move(options)) {
+  booster_ = Booster::FromFile(options_.model_path, options_.nthread);
+  rules_ = options_.rules;
+  rules_.num_features = booster_->NumFeatures();
+
+  Conf pconf(rd_kafka_conf_new());
+  Set(pconf.get(), "bootstrap.servers", options_.brokers);
+  Set(pconf.get(), "client.id", "xgb-stream");
+  // Idempotence makes librdkafka's own retries safe (no duplicates, no reordering); it needs acks=all.
+  Set(pconf.get(), "enable.idempotence", "true");
+  Set(pconf.get(), "acks", "all");
+  // A batch's outputs are handed over at once and flushed: a longer linger only adds latency.
+  Set(pconf.get(), "linger.ms", "1");
+  // Reports for failures only: success is what the flush that ends each batch establishes.
+  Set(pconf.get(), "delivery.report.only.error", "true");
+  Set(pconf.get(), "message.max.bytes", std::to_string(options_.max_output_bytes));
+  for (const auto& [key, value] : options_.kafka_properties) Set(pconf.get(), key, value);
+  rd_kafka_conf_set_dr_msg_cb(pconf.get(), &DataPath::OnDelivery);
+  rd_kafka_conf_set_error_cb(pconf.get(), &DataPath::OnError);
+  rd_kafka_conf_set_opaque(pconf.get(), this);
+
+  Conf cconf(rd_kafka_conf_new());
+  Set(cconf.get(), "bootstrap.servers", options_.brokers);
+  Set(cconf.get(), "client.id", "xgb-stream");
+  Set(cconf.get(), "group.id", options_.group_id);
+  if (!options_.instance_id.empty()) Set(cconf.get(), "group.instance.id", options_.instance_id);
+  // Offsets are stored by hand, only after the batch's flush, and auto-commit commits what was stored.
+  Set(cconf.get(), "enable.auto.commit", "true");
+  Set(cconf.get(), "enable.auto.offset.store", "false");
+  Set(cconf.get(), "auto.commit.interval.ms", "1000");
+  Set(cconf.get(), "enable.partition.eof", "false");
+  Set(cconf.get(), "fetch.wait.max.ms", "100");
+  Set(cconf.get(), "auto.offset.reset", "earliest");
+  for (const auto& [key, value] : options_.kafka_properties) Set(cconf.get(), key, value);
+  rd_kafka_conf_set_rebalance_cb(cconf.get(), &DataPath::OnRebalance);
+  rd_kafka_conf_set_offset_commit_cb(cconf.get(), &DataPath::OnCommit);
+  rd_kafka_conf_set_error_cb(cconf.get(), &DataPath::OnError);
+  rd_kafka_conf_set_opaque(cconf.get(), this);
+
+  char error[512];
+  // rd_kafka_new takes the configuration only when it succeeds.
+  producer_.reset(rd_kafka_new(RD_KAFKA_PRODUCER, pconf.get(), error, sizeof error));
+  if (!producer_) throw KafkaError(std::string("making the producer failed: ") + error);
+  pconf.release();
+  consumer_.reset(rd_kafka_new(RD_KAFKA_CONSUMER, cconf.get(), error, sizeof error));
+  if (!consumer_) throw KafkaError(std::string("making the consumer failed: ") + error);
+  cconf.release();
+  // Rebalances, commit results and errors are served by the loop's own consume calls.
+  Check(rd_kafka_poll_set_consumer(consumer_.get()), "rd_kafka_poll_set_consumer");
+  queue_.reset(rd_kafka_queue_get_consumer(consumer_.get()));
+
+  suspicious_.reset(rd_kafka_topic_new(producer_.get(), options_.suspicious_topic.c_str(), nullptr));
+  regular_.reset(rd_kafka_topic_new(producer_.get(), options_.regular_topic.c_str(), nullptr));
+  dead_letter_.reset(rd_kafka_topic_new(producer_.get(), options_.dead_letter_topic.c_str(), nullptr));
+  if (!suspicious_ || !regular_ || !dead_letter_) {
+    throw KafkaError(std::string("rd_kafka_topic_new failed: ") + rd_kafka_err2str(rd_kafka_last_error()));
+  }
+
+  const std::size_t b = options_.batch_size;
+  fetched_.resize(b);
+  batch_.reserve(b);
+  verdicts_.resize(b);
+  rows_.resize(b * booster_->NumFeatures());
+  scores_.resize(b);
+  row_failed_.resize(b);
+}
+
+DataPath::~DataPath() {
+  RequestStop();
+  Join();
+}
+
+void DataPath::Start() {
+  PartitionList topics(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(topics.get(), options_.input_topic.c_str(), RD_KAFKA_PARTITION_UA);
+  Check(rd_kafka_subscribe(consumer_.get(), topics.get()), "rd_kafka_subscribe");
+  running_.store(true);
+  thread_ = std::thread([this] { Run(); });
+}
+
+void DataPath::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string DataPath::Failure() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return failure_;
+}
+
+Counters DataPath::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return counters_;
+}
+
+std::pair<std::vector<LogEntry>, std::uint64_t> DataPath::TakeLog() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<LogEntry> out(std::make_move_iterator(log_.begin()), std::make_move_iterator(log_.end()));
+  log_.clear();
+  const std::uint64_t dropped = log_dropped_;
+  log_dropped_ = 0;
+  return {std::move(out), dropped};
+}
+
+void DataPath::Log(const char* level, std::string message, std::vector<LogField> fields) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (log_.size() >= kLogCapacity) {
+    ++log_dropped_;
+    return;
+  }
+  log_.push_back(LogEntry{level, std::move(message), std::move(fields)});
+}
+
+void DataPath::Fail(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (failure_.empty()) failure_ = why;
+  }
+  stop_.store(true);
+}
+
+void DataPath::Run() {
+  Log("info", "native data path started",
+      {Text("inputTopic", options_.input_topic), Text("groupId", options_.group_id),
+       Text("modelVersion", options_.model_version), Number("batchSize", static_cast<long long>(options_.batch_size))});
+  try {
+    while (!stop_.load()) {
+      const std::size_t n = Fetch();
+      if (n == 0) continue;
+      ScoreAndSend(n);
+      batch_.clear();
+    }
+  } catch (const std::exception& e) {
+    Fail(e.what());
+  }
+  // The records of a batch cut short by a failure go back to librdkafka unstored: the next owner
+  // reads them again (at least once).
+  batch_.clear();
+  try {
+    CommitStored("stop");
+    // Leaves the group: the revocation it triggers runs OnRebalance on this thread, which commits
+    // what is stored (nothing new by now) and unassigns.
+    const rd_kafka_resp_err_t closed = rd_kafka_consumer_close(consumer_.get());
+    if (closed != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      Log("warn", "closing the consumer failed", {Text("error", rd_kafka_err2str(closed))});
+    }
+    rd_kafka_flush(producer_.get(), 10000);
+  } catch (const std::exception& e) {
+    Fail(e.what());
+  }
+  // Topic handles and the queue before their clients.
+  suspicious_.reset();
+  regular_.reset();
+  dead_letter_.reset();
+  queue_.reset();
+  consumer_.reset();
+  producer_.reset();
+  Log("info", "native data path stopped");
+  running_.store(false);
+}
+
+std::size_t DataPath::Fetch() {
+  rd_kafka_message_t** out = fetched_.data();
+  ssize_t got = rd_kafka_consume_batch_queue(queue_.get(), kFetchWaitMs, out, 1);
+  if (got <= 0) return 0;
+  // rd_kafka_consume_batch_queue waits for a full batch until its timeout; with no wait it takes
+  // only what is already fetched.
+  if (options_.batch_size > 1) {
+    const ssize_t more = rd_kafka_consume_batch_queue(queue_.get(), 0, out + 1, options_.batch_size - 1);
+    if (more > 0) got += more;
+  }
+  for (ssize_t i = 0; i < got; ++i) {
+    Message m(out[i]);
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      // Consumer errors arrive as messages; librdkafka recovers from them by itself.
+      Log("warn", "consumer error", {Text("error", rd_kafka_message_errstr(m.get())),
+                                     Text("code", rd_kafka_err2name(m->err))});
+      continue;
+    }
+    batch_.push_back(std::move(m));
+  }
+  return batch_.size();
+}
+
+void DataPath::ScoreAndSend(std::size_t n) {
+  const std::size_t nf = booster_->NumFeatures();
+  std::size_t valid = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    rd_kafka_message_t* m = batch_[i].get();
+    verdicts_[i] = ReadRequest(static_cast<const std::uint8_t*>(m->payload), m->len, m->payload == nullptr,
+                               rules_, features_);
+    if (verdicts_[i].ok) std::copy(features_.begin(), features_.end(), rows_.begin() + (valid++) * nf);
+  }
+  if (valid > 0) Predict(valid);
+
+  std::uint64_t suspicious = 0, regular = 0;
+  std::array<std::uint64_t, kReasonCount> dead{};
+  std::size_t row = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    rd_kafka_message_t* m = batch_[i].get();
+    Verdict& v = verdicts_[i];
+    if (v.ok) {
+      const std::size_t r = row++;
+      if (row_failed_[r]) {
+        v.ok = false;
+        v.reason = Reason::kScoringFailed;
+        v.message = "the prediction of this row failed";
+      } else {
+        const float score = scores_[r];
+        const bool is_suspicious = static_cast<double>(score) >= options_.threshold;
+        // The `float` output format: Kafka's FloatSerializer layout, big-endian IEEE-754.
+        std::uint32_t bits;
+        std::memcpy(&bits, &score, sizeof bits);
+        const unsigned char value[4] = {static_cast<unsigned char>(bits >> 24), static_cast<unsigned char>(bits >> 16),
+                                        static_cast<unsigned char>(bits >> 8), static_cast<unsigned char>(bits)};
+        Headers headers(CopyHeaders(m, 1));
+        text_.assign(options_.input_topic);
+        text_ += '/';
+        text_ += std::to_string(m->partition);
+        text_ += '/';
+        text_ += std::to_string(m->offset);
+        text_ += ' ';
+        text_ += options_.model_version;
+        AddHeader(headers.get(), kProvenance, text_);
+        // Keyed by recordID, as lib's scored outputs are.
+        Produce(is_suspicious ? suspicious_.get() : regular_.get(), v.record_id.data(), v.record_id.size(), value,
+                sizeof value, headers.release());
+        (is_suspicious ? suspicious : regular)++;
+        continue;
+      }
+    }
+    // A dead letter: the input's key, value and headers byte for byte, plus its position and the error.
+    Headers headers(CopyHeaders(m, 5));
+    AddHeader(headers.get(), kSourceTopic, options_.input_topic);
+    AddHeader(headers.get(), kSourcePartition, std::to_string(m->partition));
+    AddHeader(headers.get(), kSourceOffset, std::to_string(m->offset));
+    AddHeader(headers.get(), kErrorReason, ReasonCode(v.reason));
+    AddHeader(headers.get(), kErrorMessage, v.message);
+    Produce(dead_letter_.get(), m->key, m->key_len, m->payload, m->len, headers.release());
+    dead[static_cast<std::size_t>(v.reason)]++;
+    Log("info", "dead letter", {Text("reason", ReasonCode(v.reason)), Text("error", v.message),
+                                Number("partition", m->partition), Number("offset", m->offset)});
+  }
+
+  if (!FlushAndCheck()) return;
+  StoreOffsets(n);
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  counters_.records_in += n;
+  counters_.suspicious += suspicious;
+  counters_.regular += regular;
+  for (std::size_t k = 0; k < kReasonCount; ++k) counters_.dead_letters[k] += dead[k];
+  counters_.batches++;
+}
+
+void DataPath::Predict(std::size_t rows) {
+  std::fill(row_failed_.begin(), row_failed_.begin() + rows, false);
+  const std::uint64_t per_call = rows <= kRowByRowMaxRows ? 1 : rows;
+  const auto started = std::chrono::steady_clock::now();
+  std::string error;
+  bool done = false;
+  for (int attempt = 1; attempt <= kPredictAttempts && !done; ++attempt) {
+    try {
+      booster_->PredictValues(rows_.data(), rows, per_call, scores_.data());
+      done = true;
+    } catch (const std::exception& e) {
+      error = e.what();
+      Log("warn", "batch prediction failed", {Number("attempt", attempt), Number("rows", static_cast<long long>(rows)),
+                                              Text("error", error)});
+    }
+  }
+  if (!done) {
+    // Only the rows that really fail become dead letters; a row is never routed without a score.
+    Log("error", "batch prediction keeps failing; scoring rows one by one",
+        {Number("rows", static_cast<long long>(rows)), Text("error", error)});
+    const std::size_t nf = booster_->NumFeatures();
+    for (std::size_t r = 0; r < rows; ++r) {
+      try {
+        booster_->PredictValues(rows_.data() + r * nf, 1, 1, scores_.data() + r);
+      } catch (const std::exception&) {
+        row_failed_[r] = true;
+      }
+    }
+  }
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
+  std::lock_guard<std::mutex> lock(mutex_);
+  counters_.predict_calls++;
+  counters_.predict_ns += static_cast<std::uint64_t>(ns.count());
+}
+
+void DataPath::Produce(rd_kafka_topic_t* topic, const void* key, std::size_t key_len, const void* value,
+                       std::size_t value_len, rd_kafka_headers_t* headers) {
+  Headers owned(headers);
+  for (;;) {
+    const rd_kafka_resp_err_t err = rd_kafka_producev(
+        producer_.get(), RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(const_cast<void*>(key), key_len), RD_KAFKA_V_VALUE(const_cast<void*>(value), value_len),
+        RD_KAFKA_V_HEADERS(owned.get()), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      owned.release();  // the producer owns the headers now
+      return;
+    }
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      throw KafkaError(std::string("producing to ") + rd_kafka_topic_name(topic) + " failed: " + rd_kafka_err2str(err));
+    }
+    // librdkafka's queue is full: serve its delivery reports and let it send.
+    rd_kafka_poll(producer_.get(), 10);
+  }
+}
+
+bool DataPath::FlushAndCheck() {
+  batch_failures_ = 0;
+  first_delivery_error_.clear();
+  // Every output of the batch delivered or failed; librdkafka gives up on one after message.timeout.ms.
+  while (rd_kafka_flush(producer_.get(), 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+    if (stop_.load()) Log("warn", "stopping: waiting for the batch's outputs to be delivered",
+                          {Number("pending", rd_kafka_outq_len(producer_.get()))});
+  }
+  if (batch_failures_ == 0) return true;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    counters_.delivery_failures += batch_failures_;
+  }
+  // The batch's offsets are not stored, so its records are read again by the next owner.
+  Fail("delivery of " + std::to_string(batch_failures_) + " output(s) failed: " + first_delivery_error_);
+  return false;
+}
+
+void DataPath::StoreOffsets(std::size_t n) {
+  // The next offset to read per partition; a batch holds one topic's records.
+  PartitionList offsets(rd_kafka_topic_partition_list_new(4));
+  for (std::size_t i = 0; i < n; ++i) {
+    rd_kafka_message_t* m = batch_[i].get();
+    rd_kafka_topic_partition_t* at = rd_kafka_topic_partition_list_find(offsets.get(), options_.input_topic.c_str(),
+                                                                        m->partition);
+    if (at == nullptr) at = rd_kafka_topic_partition_list_add(offsets.get(), options_.input_topic.c_str(), m->partition);
+    at->offset = std::max<std::int64_t>(at->offset, m->offset + 1);
+  }
+  const rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer_.get(), offsets.get());
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    // ERR__STATE for a partition no longer assigned; the loop is synchronous, so only a lost
+    // assignment gets here, and its records are the next owner's to score again.
+    Log("warn", "storing offsets failed", {Text("error", rd_kafka_err2str(err))});
+  }
+}
+
+void DataPath::CommitStored(const char* when) {
+  const rd_kafka_resp_err_t err = rd_kafka_commit(consumer_.get(), nullptr, 0);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    counters_.commit_failures++;
+  }
+  Log("warn", "committing offsets failed", {Text("when", when), Text("error", rd_kafka_err2str(err))});
+}
+
+void DataPath::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
+                           void* opaque) {
+  auto* self = static_cast<DataPath*>(opaque);
+  const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  std::string list;
+  for (int i = 0; i < partitions->cnt; ++i) list += (i ? "," : "") + std::to_string(partitions->elems[i].partition);
+  rd_kafka_error_t* error = nullptr;
+  rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    if (cooperative) {
+      error = rd_kafka_incremental_assign(rk, partitions);
+    } else {
+      result = rd_kafka_assign(rk, partitions);
+    }
+    self->Log("info", "partitions assigned", {Text("partitions", list)});
+  } else {
+    // Revoked (or a rebalance error): the loop is synchronous, so every batch consumed so far is
+    // delivered and stored; commit it now, before the next owner starts from the committed offsets.
+    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && !rd_kafka_assignment_lost(rk)) self->CommitStored("revoke");
+    if (cooperative) {
+      error = rd_kafka_incremental_unassign(rk, partitions);
+    } else {
+      result = rd_kafka_assign(rk, nullptr);
+    }
+    self->Log("info", "partitions revoked", {Text("partitions", list), Text("event", rd_kafka_err2name(err))});
+  }
+  if (error != nullptr) {
+    self->Log("error", "rebalance failed", {Text("error", rd_kafka_error_string(error))});
+    rd_kafka_error_destroy(error);
+  } else if (result != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    self->Log("error", "rebalance failed", {Text("error", rd_kafka_err2str(result))});
+  }
+  rd_kafka_topic_partition_list_t* now = nullptr;
+  if (rd_kafka_assignment(rk, &now) == RD_KAFKA_RESP_ERR_NO_ERROR && now != nullptr) {
+    std::vector<std::int32_t> assigned;
+    for (int i = 0; i < now->cnt; ++i) assigned.push_back(now->elems[i].partition);
+    rd_kafka_topic_partition_list_destroy(now);
+    std::sort(assigned.begin(), assigned.end());
+    std::lock_guard<std::mutex> lock(self->mutex_);
+    self->counters_.assigned_partitions = std::move(assigned);
+  }
+}
+
+void DataPath::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
+  if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  auto* self = static_cast<DataPath*>(opaque);
+  if (self->batch_failures_++ == 0) {
+    self->first_delivery_error_ = std::string(rd_kafka_err2name(message->err)) + " (" +
+                                  rd_kafka_topic_name(message->rkt) + "): " + rd_kafka_err2str(message->err);
+  }
+}
+
+void DataPath::OnCommit(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t*, void* opaque) {
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
+  auto* self = static_cast<DataPath*>(opaque);
+  {
+    std::lock_guard<std::mutex> lock(self->mutex_);
+    self->counters_.commit_failures++;
+  }
+  self->Log("warn", "offset commit failed", {Text("error", rd_kafka_err2str(err))});
+}
+
+void DataPath::OnError(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
+  auto* self = static_cast<DataPath*>(opaque);
+  const auto code = static_cast<rd_kafka_resp_err_t>(err);
+  const char* client = rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? "producer" : "consumer";
+  if (code == RD_KAFKA_RESP_ERR__FATAL) {
+    char detail[512];
+    rd_kafka_fatal_error(rk, detail, sizeof detail);
+    self->Fail(std::string(client) + " fatal error: " + detail);
+    return;
+  }
+  // Transport errors and the like: librdkafka reconnects by itself.
+  self->Log("warn", std::string(client) + " error", {Text("error", reason), Text("code", rd_kafka_err2name(code))});
+}
+
+}  // namespace xgbstream::datapath

@@ -1,0 +1,150 @@
+// The native data path: one thread that consumes a batch, reads and checks each PredictRequest,
+// scores the batch in one prediction, produces each output, flushes, and then stores the batch's
+// offsets for auto-commit (at least once). JavaScript starts it, stops it and reads its counters and
+// log lines; it never sees a record. Free of N-API: the binding layer (addon.cc) wraps it.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "../booster.h"
+#include "kafka.h"
+#include "request.h"
+
+namespace xgbstream::datapath {
+
+// Everything the loop needs, checked by lib/ before it gets here.
+struct Options {
+  std::string brokers;
+  std::string group_id;
+  std::string instance_id;  // empty: dynamic membership
+  std::string input_topic;
+  std::string suspicious_topic;
+  std::string regular_topic;
+  std::string dead_letter_topic;
+  std::string model_path;
+  int nthread = 1;
+  double threshold = 0.5;
+  std::string model_version;
+  std::size_t batch_size = 500;
+  std::size_t max_output_bytes = 1000000;
+  RequestRules rules;
+  // librdkafka properties of -X / --kafka-config, set on both clients after ours.
+  std::vector<std::pair<std::string, std::string>> kafka_properties;
+};
+
+// Counters since the start; read from any thread.
+struct Counters {
+  std::uint64_t records_in = 0;
+  std::uint64_t suspicious = 0;
+  std::uint64_t regular = 0;
+  std::array<std::uint64_t, kReasonCount> dead_letters{};
+  std::uint64_t batches = 0;
+  std::uint64_t predict_calls = 0;
+  std::uint64_t predict_ns = 0;
+  std::uint64_t delivery_failures = 0;
+  std::uint64_t commit_failures = 0;
+  std::vector<std::int32_t> assigned_partitions;
+};
+
+// One log line for lib's logger: a level, a message and named fields.
+struct LogField {
+  std::string key;
+  std::string text;
+  bool number = false;
+};
+struct LogEntry {
+  const char* level = "info";
+  std::string message;
+  std::vector<LogField> fields;
+};
+
+class DataPath {
+ public:
+  // Loads the model and makes the consumer and the producer; throws on a bad model or property.
+  explicit DataPath(Options options);
+  // Stops and joins the loop if the caller did not.
+  ~DataPath();
+  DataPath(const DataPath&) = delete;
+  DataPath& operator=(const DataPath&) = delete;
+
+  std::uint64_t NumFeatures() const { return booster_->NumFeatures(); }
+
+  // Subscribes and starts the loop's thread.
+  void Start();
+  // Asks the loop to stop after the batch in hand; returns at once.
+  void RequestStop() { stop_.store(true); }
+  // Waits for the loop's thread: it has committed, closed the consumer and destroyed the clients.
+  void Join();
+  bool Running() const { return running_.load(); }
+  // Why the loop ended by itself; empty when it did not fail.
+  std::string Failure() const;
+  Counters Snapshot() const;
+  // The log lines queued since the last call, oldest first, and how many were dropped meanwhile.
+  std::pair<std::vector<LogEntry>, std::uint64_t> TakeLog();
+
+ private:
+  void Run();
+  // Waits up to 100 ms for a first record, then takes what else is already fetched, up to the
+  // batch size: a batch never waits to fill (at low load it is a record or two, as the Java loop's).
+  std::size_t Fetch();
+  void ScoreAndSend(std::size_t n);
+  void Predict(std::size_t rows);
+  void Produce(rd_kafka_topic_t* topic, const void* key, std::size_t key_len, const void* value, std::size_t value_len,
+               rd_kafka_headers_t* headers);
+  // Flushes the producer; false (and the loop failed) when an output of the batch was not delivered.
+  bool FlushAndCheck();
+  void StoreOffsets(std::size_t n);
+  void CommitStored(const char* when);
+  void Fail(const std::string& why);
+  void Log(const char* level, std::string message, std::vector<LogField> fields = {});
+
+  static void OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
+                          void* opaque);
+  static void OnDelivery(rd_kafka_t* rk, const rd_kafka_message_t* message, void* opaque);
+  static void OnCommit(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets, void* opaque);
+  static void OnError(rd_kafka_t* rk, int err, const char* reason, void* opaque);
+
+  const Options options_;
+  std::shared_ptr<Booster> booster_;
+  // The options' rules with the model's feature count.
+  RequestRules rules_;
+  Client producer_;
+  Client consumer_;
+  Queue queue_;
+  Topic suspicious_;
+  Topic regular_;
+  Topic dead_letter_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> running_{false};
+
+  // The batch in hand, reused from batch to batch; only the loop's thread touches these.
+  std::vector<rd_kafka_message_t*> fetched_;
+  std::vector<Message> batch_;
+  std::vector<Verdict> verdicts_;
+  std::vector<float> rows_;
+  std::vector<float> scores_;
+  std::vector<bool> row_failed_;
+  std::vector<float> features_;
+  std::string text_;
+  // Failed deliveries of the batch being flushed (delivery reports come for failures only).
+  std::uint64_t batch_failures_ = 0;
+  std::string first_delivery_error_;
+
+  mutable std::mutex mutex_;  // guards what follows, shared with the main thread
+  Counters counters_;
+  std::string failure_;
+  std::deque<LogEntry> log_;
+  std::uint64_t log_dropped_ = 0;
+};
+
+}  // namespace xgbstream::datapath
