@@ -1,0 +1,238 @@
+/**
+ * The native data path (`--data-path native`) against the real broker: the same outputs as the
+ * JavaScript path (scores, routing, keys, the `float` value and its provenance header), the same dead
+ * letters, offsets committed on SIGTERM, and every setting it does not implement refused by name.
+ */
+import { Classifier } from '../lib/classifier';
+import { encodePredictRequest } from '../lib/codec';
+import {
+  Collector, ProcessorProcess, committedOffsets, createTopicSet, header, outputTopics, produceAll, readToEnd, runCli,
+  topicFlags, uniqueName, type OutgoingRecord,
+} from './helpers/kafka';
+import { MODEL_PATH, loadReference, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
+
+const NATIVE = ['--data-path', 'native', '--output-format', 'float'];
+
+let vectors: TestVectors;
+let classifier: Classifier;
+let threshold: number;
+let modelVersion: string;
+
+beforeAll(() => {
+  vectors = loadTestVectors();
+  classifier = loadReference();
+  threshold = Number(classifier.attribute('threshold') ?? '0.5');
+  modelVersion = classifier.attribute('model_version')!;
+});
+afterAll(() => classifier.close());
+
+/** Recent, so that the broker's retention never deletes them. */
+const EVENT_TIME = Date.now() - 60_000;
+
+function requests(n: number, prefix: string, partitions = 1): OutgoingRecord[] {
+  return Array.from({ length: n }, (_, i) => ({
+    key: `in-${prefix}-${i}`,
+    value: encodePredictRequest({ recordID: `${prefix}-${i}`, featuresVector: row(vectors, i) }),
+    partition: i % partitions,
+    timestamp: EVENT_TIME + i,
+    headers: [{ 'trace-id': `t${i}` }],
+  }));
+}
+
+function recordIndex(recordID: string): number {
+  return Number(recordID.slice(recordID.lastIndexOf('-') + 1));
+}
+
+function floatValue(score: number): string {
+  const b = Buffer.alloc(4);
+  b.writeFloatBE(score);
+  return b.toString('hex');
+}
+
+/** featuresVector unpacked (one fixed32 field per value), as older proto writers emit it. */
+function unpackedRequest(recordID: string, features: readonly number[]): Buffer {
+  const id = Buffer.from(recordID, 'utf8');
+  const parts = [Buffer.from([0x0a, id.length]), id];
+  for (const f of features) {
+    const v = Buffer.alloc(5);
+    v[0] = 0x25; // field 4, wire type 5
+    v.writeFloatLE(f, 1);
+    parts.push(v);
+  }
+  return Buffer.concat(parts);
+}
+
+describe('native data path on a real broker', () => {
+  it('scores 5,000 records once each, as the JavaScript path and Python do, and commits every offset on SIGTERM', async () => {
+    const n = 5000;
+    const topics = await createTopicSet('native-route', 2);
+    const group = uniqueName('g-native');
+    await produceAll(topics.input, requests(n, 'r', 2));
+    const progress = await Collector.start(outputTopics(topics));
+    const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, '--group-id', group,
+      '--batch-size', '256']);
+    try {
+      await progress.waitFor(n, 90_000);
+      expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${p.stderr}`);
+    } finally {
+      if (p.child.exitCode === null && p.child.signalCode === null) await p.kill('SIGKILL');
+      await progress.stop();
+    }
+    expect(p.stderr).toContain('"message":"native data path stopped"');
+    const all = await readToEnd(outputTopics(topics));
+    expect(all).toHaveLength(n);
+    expect(all.filter((m) => m.topic === topics.deadLetter)).toHaveLength(0);
+    const seen = new Set<number>();
+    let suspicious = 0;
+    let worstVsPython = 0;
+    for (const m of all) {
+      const i = recordIndex(m.key!.toString());
+      seen.add(i);
+      const expected = classifier.predict(row(vectors, i));
+      // Byte for byte the JavaScript path's float, and within float32 rounding of Python's probability.
+      expect(m.value!.toString('hex')).toBe(floatValue(expected));
+      worstVsPython = Math.max(worstVsPython, Math.abs(m.value!.readFloatBE() - vectors.probabilities[i % vectors.rows]));
+      expect(m.topic).toBe(expected >= threshold ? topics.suspicious : topics.regular);
+      if (expected >= threshold) suspicious++;
+      expect(m.key!.toString()).toBe(`r-${i}`);
+      expect(m.headers?.map((h) => Object.keys(h)[0])).toEqual(['trace-id', 'xgb.provenance']);
+      expect(header(m, 'trace-id')).toBe(`t${i}`);
+      expect(header(m, 'xgb.provenance')).toBe(`${topics.input}/${i % 2}/${Math.floor(i / 2)} ${modelVersion}`);
+    }
+    expect(seen.size).toBe(n);
+    expect(worstVsPython).toBeLessThan(1e-6);
+    expect(suspicious).toBeGreaterThan(0);
+    expect(suspicious).toBeLessThan(n);
+    expect(await committedOffsets(group, topics.input, 2)).toEqual([n / 2, n / 2]);
+    process.stdout.write(`native routing: ${suspicious} suspicious of ${n}; worst |score - Python| ${worstVsPython}\n`);
+  });
+
+  it('dead-letters every kind of bad input with its reason, byte for byte, and scores the valid records around it', async () => {
+    const topics = await createTopicSet('native-bad');
+    const features = row(vectors, 0);
+    const good = requests(8, 'g');
+    // Unpacked features and a NaN (missing) feature are valid requests too.
+    good.push({ key: 'unpacked', value: unpackedRequest('g-8', row(vectors, 8)) });
+    const withNaN = row(vectors, 9).map((v, i) => (i === 2 ? NaN : v));
+    good.push({ key: 'nan', value: encodePredictRequest({ recordID: 'g-9', featuresVector: withNaN }) });
+    const bad: Array<{ reason: string; message: string; record: OutgoingRecord }> = [
+      { reason: 'undecodable', message: 'undecodable PredictRequest', record: { key: 'bad-bytes', value: Buffer.from([0x0a, 0x7f, 0x01]) } },
+      { reason: 'undecodable', message: 'not valid UTF-8',
+        record: { key: 'bad-utf8', value: Buffer.concat([Buffer.from([0x0a, 0x02, 0xc3, 0x28]), encodePredictRequest({ recordID: '', featuresVector: features })]) } },
+      { reason: 'wrong-feature-count', message: 'expected 10 features, got 9',
+        record: { key: 'short', value: encodePredictRequest({ recordID: 'short', featuresVector: features.slice(0, 9) }) } },
+      { reason: 'non-finite-feature', message: 'feature 3 is Infinity',
+        record: { key: 'inf', value: encodePredictRequest({ recordID: 'inf', featuresVector: features.map((v, i) => (i === 3 ? Infinity : v)) }) } },
+      { reason: 'non-finite-feature', message: 'feature 0 is -Infinity',
+        record: { key: 'ninf', value: encodePredictRequest({ recordID: 'ninf', featuresVector: features.map((v, i) => (i === 0 ? -Infinity : v)) }) } },
+      { reason: 'empty-record-id', message: 'recordID is empty',
+        record: { key: 'empty', value: encodePredictRequest({ recordID: '', featuresVector: features }) } },
+      { reason: 'null-value', message: 'record has a null value', record: { key: 'null', value: null } },
+      { reason: 'empty-record-id', message: 'recordID is empty',
+        record: { key: Buffer.alloc(1).subarray(0, 0), value: Buffer.alloc(1).subarray(0, 0) } },
+      { reason: 'record-id-too-long', message: 'recordID is 5000 bytes, more than the 4096 allowed (--max-record-id-bytes)',
+        record: { key: 'long', value: encodePredictRequest({ recordID: 'x'.repeat(5000), featuresVector: features }) } },
+    ];
+    const input: OutgoingRecord[] = [];
+    good.forEach((g, i) => {
+      input.push(g);
+      if (i < bad.length) input.push({ ...bad[i].record, headers: [{ origin: `bad-${i}` }] });
+    });
+    await produceAll(topics.input, input);
+    const total = good.length + bad.length;
+    const progress = await Collector.start(outputTopics(topics));
+    const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE]);
+    try {
+      await progress.waitFor(total, 60_000);
+      expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${p.stderr}`);
+    } finally {
+      if (p.child.exitCode === null && p.child.signalCode === null) await p.kill('SIGKILL');
+      await progress.stop();
+    }
+    const all = await readToEnd(outputTopics(topics));
+    expect(all).toHaveLength(total);
+    const dead = all.filter((m) => m.topic === topics.deadLetter);
+    expect(dead).toHaveLength(bad.length);
+    bad.forEach((b, i) => {
+      const m = dead[i];
+      if (Buffer.isBuffer(b.record.key)) expect(Buffer.compare(m.key as Buffer, b.record.key)).toBe(0);
+      else expect(m.key?.toString()).toBe(b.record.key);
+      if (b.record.value === null) expect(m.value).toBeNull();
+      else expect(Buffer.compare(m.value!, b.record.value)).toBe(0);
+      expect(header(m, 'xgb.error.reason')).toBe(b.reason);
+      expect(header(m, 'xgb.error.message')).toContain(b.message);
+      expect(header(m, 'origin')).toBe(`bad-${i}`);
+      expect(header(m, 'xgb.source.topic')).toBe(topics.input);
+      expect(header(m, 'xgb.source.partition')).toBe('0');
+      expect(header(m, 'xgb.source.offset')).toBe(String(2 * i + 1));
+    });
+    // The log says why, as the JavaScript path's does.
+    expect(p.stderr).toContain('"message":"dead letter","reason":"non-finite-feature","error":"feature 3 is Infinity"');
+    const scored = all.filter((m) => m.topic !== topics.deadLetter);
+    expect(scored.map((m) => m.key!.toString()).sort()).toEqual(good.map((_, i) => `g-${i}`).sort());
+    for (const m of scored) {
+      const i = recordIndex(m.key!.toString());
+      const features = i === 9 ? withNaN : row(vectors, i);
+      expect(m.value!.toString('hex')).toBe(floatValue(classifier.predict(features)));
+    }
+  });
+
+  it('loses and duplicates nothing across a SIGTERM mid-stream and a restart, having committed all it wrote', async () => {
+    const n = 20_000;
+    const topics = await createTopicSet('native-bounce');
+    const group = ['--group-id', uniqueName('g-native-bounce')];
+    await produceAll(topics.input, requests(n, 'b'));
+    const progress = await Collector.start(outputTopics(topics));
+    try {
+      // Batches of one record, each flushed before its offset is stored: a signal lands mid-stream.
+      const first = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group, '--batch-size', '1']);
+      await progress.waitFor(n / 4, 90_000);
+      expect(await first.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+      const written = (await readToEnd(outputTopics(topics))).length;
+      const [committed] = await committedOffsets(group[1], topics.input, 1);
+      expect(written).toBeLessThan(n);
+      expect(committed).toBe(written);
+      const second = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group]);
+      try {
+        await progress.waitFor(n, 90_000);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}\nfirst run:\n${first.stderr}\nsecond run:\n${second.stderr}`);
+      }
+      expect(await second.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+      const all = await readToEnd(outputTopics(topics));
+      expect(all).toHaveLength(n);
+      expect(new Set(all.map((m) => m.key!.toString())).size).toBe(n);
+      expect(await committedOffsets(group[1], topics.input, 1)).toEqual([n]);
+      process.stdout.write(`native SIGTERM: first run wrote and committed ${written} of ${n}\n`);
+    } finally {
+      await progress.stop();
+    }
+  });
+
+  it.each([
+    [['--guarantee', 'exactly-once'], '--guarantee exactly-once'],
+    [['--shadow-model', MODEL_PATH], '--shadow-model'],
+    [['--explain', 'exact'], '--explain exact'],
+    [['--input-format', 'json'], '--input-format json'],
+    [['--input-framing', 'confluent'], '--input-framing confluent'],
+    [['--provenance-headers'], '--provenance-headers'],
+    [['--watch-model'], '--watch-model'],
+    [['--enable-lifecycle'], '--enable-lifecycle'],
+    [['--batch-wait-ms', '5'], '--batch-wait-ms'],
+    [['--create-topics'], '--create-topics'],
+  ])('refuses %j with exit 2, naming the option', async (args, named) => {
+    const { code, stderr } = await runCli([...NATIVE, ...args]);
+    expect(code).toBe(2);
+    expect(stderr).toContain(`--data-path native does not support ${named}`);
+  });
+
+  it('refuses an output format other than float with exit 2, naming the option', async () => {
+    const { code, stderr } = await runCli(['--data-path', 'native', '--output-format', 'protobuf']);
+    expect(code).toBe(2);
+    expect(stderr).toContain('--data-path native does not support --output-format protobuf');
+  });
+});
