@@ -182,7 +182,7 @@ describe('native data path on a real broker', () => {
   });
 
   it('loses and duplicates nothing across a SIGTERM mid-stream and a restart, having committed all it wrote', async () => {
-    const n = 20_000;
+    const n = 8_000;
     const topics = await createTopicSet('native-bounce');
     const group = ['--group-id', uniqueName('g-native-bounce')];
     await produceAll(topics.input, requests(n, 'b'));
