@@ -12,21 +12,10 @@
 
 #include "booster.h"
 #include "exit_deadline.h"
+#include "napi_guard.h"
 
 namespace xgbstream {
 namespace {
-
-// Converts any C++ exception escaping a binding into a JS Error, so nothing aborts the process.
-template <typename Fn>
-auto Guard(const Napi::Env& env, Fn&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
-  }
-}
 
 Napi::Float32Array RequireFloat32Array(const Napi::Value& value, const char* what) {
   if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {

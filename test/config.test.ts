@@ -29,7 +29,7 @@ describe('configuration', () => {
       outputFormat: 'protobuf', inputFormat: 'protobuf', allowMissingFeatures: false, inputFraming: 'none',
       schemaRegistryUrl: undefined, schemaRegistryBasicAuth: undefined, outputFraming: 'none', provenanceHeaders: false, explain: 'none', topK: 3, rejectMissing: false,
       maxRecordIdBytes: 4096, maxMessageBytes: 1048588, logLevel: 'warn', metricsPort: 0,
-      createTopics: false, createPartitions: 1, createReplicationFactor: 1, shutdownTimeoutMs: 30000, connectTimeoutMs: 30000, nthread: 1,
+      createTopics: false, createPartitions: 1, createReplicationFactor: 1, shutdownTimeoutMs: 30000, connectTimeoutMs: 30000, nthread: 1, dataPath: 'node',
       kafkaConfigFile: undefined, kafkaProperties: {}, secrets: [],
     });
     expect(Object.isFrozen(c)).toBe(true);

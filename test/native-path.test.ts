@@ -7,7 +7,7 @@ import { Classifier } from '../lib/classifier';
 import { encodePredictRequest } from '../lib/codec';
 import {
   Collector, ProcessorProcess, committedOffsets, createTopicSet, header, outputTopics, produceAll, readToEnd, runCli,
-  topicFlags, uniqueName, type OutgoingRecord,
+  topicFlags, uniqueName, type OutgoingRecord, type TopicSet,
 } from './helpers/kafka';
 import { MODEL_PATH, loadReference, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
 
@@ -62,24 +62,32 @@ function unpackedRequest(recordID: string, features: readonly number[]): Buffer 
   return Buffer.concat(parts);
 }
 
+/**
+ * Runs the native path on `topics` until `count` outputs are read, then stops it with SIGTERM and
+ * expects a clean exit; its log is in the returned process's stderr.
+ */
+async function runUntil(topics: TopicSet, args: readonly string[], count: number): Promise<ProcessorProcess> {
+  const progress = await Collector.start(outputTopics(topics));
+  const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...args]);
+  try {
+    await progress.waitFor(count, 90_000);
+    expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    return p;
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${p.stderr}`);
+  } finally {
+    if (p.child.exitCode === null && p.child.signalCode === null) await p.kill('SIGKILL');
+    await progress.stop();
+  }
+}
+
 describe('native data path on a real broker', () => {
   it('scores 5,000 records once each, as the JavaScript path and Python do, and commits every offset on SIGTERM', async () => {
     const n = 5000;
     const topics = await createTopicSet('native-route', 2);
     const group = uniqueName('g-native');
     await produceAll(topics.input, requests(n, 'r', 2));
-    const progress = await Collector.start(outputTopics(topics));
-    const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, '--group-id', group,
-      '--batch-size', '256']);
-    try {
-      await progress.waitFor(n, 90_000);
-      expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n${p.stderr}`);
-    } finally {
-      if (p.child.exitCode === null && p.child.signalCode === null) await p.kill('SIGKILL');
-      await progress.stop();
-    }
+    const p = await runUntil(topics, ['--group-id', group, '--batch-size', '256'], n);
     expect(p.stderr).toContain('"message":"native data path stopped"');
     const all = await readToEnd(outputTopics(topics));
     expect(all).toHaveLength(n);
@@ -142,17 +150,7 @@ describe('native data path on a real broker', () => {
     });
     await produceAll(topics.input, input);
     const total = good.length + bad.length;
-    const progress = await Collector.start(outputTopics(topics));
-    const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE]);
-    try {
-      await progress.waitFor(total, 60_000);
-      expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n${p.stderr}`);
-    } finally {
-      if (p.child.exitCode === null && p.child.signalCode === null) await p.kill('SIGKILL');
-      await progress.stop();
-    }
+    const p = await runUntil(topics, [], total);
     const all = await readToEnd(outputTopics(topics));
     expect(all).toHaveLength(total);
     const dead = all.filter((m) => m.topic === topics.deadLetter);

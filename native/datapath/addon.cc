@@ -8,21 +8,11 @@
 #include <string>
 #include <utility>
 
+#include "../napi_guard.h"
 #include "data_path.h"
 
 namespace xgbstream::datapath {
 namespace {
-
-template <typename Fn>
-auto Guard(const Napi::Env& env, Fn&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
-  }
-}
 
 std::string String(const Napi::Object& o, const char* key) {
   const Napi::Value v = o.Get(key);
