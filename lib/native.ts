@@ -120,6 +120,8 @@ export interface NativeDataPathStats {
   batches: number;
   predictCalls: number;
   predictSeconds: number;
+  /** Time waiting in the flush that ends each batch. */
+  flushSeconds: number;
   deliveryFailures: number;
   commitFailures: number;
   assignedPartitions: number[];

@@ -131,6 +131,7 @@ class DataPathWrap : public Napi::ObjectWrap<DataPathWrap> {
     out.Set("batches", static_cast<double>(c.batches));
     out.Set("predictCalls", static_cast<double>(c.predict_calls));
     out.Set("predictSeconds", static_cast<double>(c.predict_ns) / 1e9);
+    out.Set("flushSeconds", static_cast<double>(c.flush_ns) / 1e9);
     out.Set("deliveryFailures", static_cast<double>(c.delivery_failures));
     out.Set("commitFailures", static_cast<double>(c.commit_failures));
     Napi::Array assigned = Napi::Array::New(env, c.assigned_partitions.size());

@@ -202,7 +202,11 @@ void DataPath::Run() {
   queue_.reset();
   consumer_.reset();
   producer_.reset();
-  Log("info", "native data path stopped");
+  const Counters c = Snapshot();
+  Log("info", "native data path stopped",
+      {Number("records", static_cast<long long>(c.records_in)), Number("batches", static_cast<long long>(c.batches)),
+       Number("predictMs", static_cast<long long>(c.predict_ns / 1000000)),
+       Number("flushMs", static_cast<long long>(c.flush_ns / 1000000))});
   running_.store(false);
 }
 
@@ -358,16 +362,19 @@ void DataPath::Produce(rd_kafka_topic_t* topic, const void* key, std::size_t key
 bool DataPath::FlushAndCheck() {
   batch_failures_ = 0;
   first_delivery_error_.clear();
+  const auto started = std::chrono::steady_clock::now();
   // Every output of the batch delivered or failed; librdkafka gives up on one after message.timeout.ms.
   while (rd_kafka_flush(producer_.get(), 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT) {
     if (stop_.load()) Log("warn", "stopping: waiting for the batch's outputs to be delivered",
                           {Number("pending", rd_kafka_outq_len(producer_.get()))});
   }
-  if (batch_failures_ == 0) return true;
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    counters_.flush_ns += static_cast<std::uint64_t>(ns.count());
     counters_.delivery_failures += batch_failures_;
   }
+  if (batch_failures_ == 0) return true;
   // The batch's offsets are not stored, so its records are read again by the next owner.
   Fail("delivery of " + std::to_string(batch_failures_) + " output(s) failed: " + first_delivery_error_);
   return false;

@@ -50,6 +50,8 @@ struct Counters {
   std::uint64_t batches = 0;
   std::uint64_t predict_calls = 0;
   std::uint64_t predict_ns = 0;
+  // Time spent waiting in the flush that ends each batch: the broker's acknowledgements.
+  std::uint64_t flush_ns = 0;
   std::uint64_t delivery_failures = 0;
   std::uint64_t commit_failures = 0;
   std::vector<std::int32_t> assigned_partitions;
