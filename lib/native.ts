@@ -104,6 +104,8 @@ export interface NativeDataPathOptions {
   modelVersion: string;
   batchSize: number;
   maxOutputBytes: number;
+  /** From a stop request, the longest wait for the batch in hand to be delivered. */
+  shutdownTimeoutMs: number;
   rejectMissing: boolean;
   maxRecordIdBytes: number;
   /** librdkafka properties set on both clients after the data path's own. */

@@ -68,6 +68,7 @@ export class NativeDataPathProcessor {
       modelVersion: this.serving.version,
       batchSize: config.batchSize,
       maxOutputBytes: Math.min(config.maxMessageBytes, producerMax),
+      shutdownTimeoutMs: config.shutdownTimeoutMs,
       rejectMissing: config.rejectMissing,
       maxRecordIdBytes: config.maxRecordIdBytes,
       // Set on the global configuration, which takes topic-level properties too: there is no

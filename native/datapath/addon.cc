@@ -43,6 +43,7 @@ Options ReadOptions(const Napi::Object& o) {
   if (!(batch >= 1)) throw Napi::RangeError::New(o.Env(), "options.batchSize must be at least 1");
   options.batch_size = static_cast<std::size_t>(batch);
   options.max_output_bytes = static_cast<std::size_t>(Number(o, "maxOutputBytes"));
+  options.shutdown_timeout_ms = static_cast<std::int64_t>(Number(o, "shutdownTimeoutMs"));
   options.rules.reject_missing = o.Get("rejectMissing").ToBoolean().Value();
   options.rules.max_record_id_bytes = static_cast<std::size_t>(Number(o, "maxRecordIdBytes"));
   const Napi::Value props = o.Get("kafkaProperties");

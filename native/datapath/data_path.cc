@@ -126,6 +126,13 @@ void DataPath::Start() {
   thread_ = std::thread([this] { Run(); });
 }
 
+void DataPath::RequestStop() {
+  std::int64_t none = 0;
+  const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+  stop_requested_ns_.compare_exchange_strong(none, now);
+  stop_.store(true);
+}
+
 void DataPath::Join() {
   if (thread_.joinable()) thread_.join();
 }
@@ -365,8 +372,18 @@ bool DataPath::FlushAndCheck() {
   const auto started = std::chrono::steady_clock::now();
   // Every output of the batch delivered or failed; librdkafka gives up on one after message.timeout.ms.
   while (rd_kafka_flush(producer_.get(), 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT) {
-    if (stop_.load()) Log("warn", "stopping: waiting for the batch's outputs to be delivered",
-                          {Number("pending", rd_kafka_outq_len(producer_.get()))});
+    const std::int64_t asked = stop_requested_ns_.load();
+    if (asked == 0) continue;
+    const auto waited = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::steady_clock::duration(asked);
+    if (std::chrono::duration_cast<std::chrono::milliseconds>(waited).count() < options_.shutdown_timeout_ms) {
+      Log("warn", "stopping: waiting for the batch's outputs to be delivered",
+          {Number("pending", rd_kafka_outq_len(producer_.get()))});
+      continue;
+    }
+    // Its offsets stay unstored: the batch is read again after a restart (at least once).
+    rd_kafka_purge(producer_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    Fail("stopping: the batch's outputs were not delivered within --shutdown-timeout-ms; they will be processed again after a restart");
+    return false;
   }
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
   {

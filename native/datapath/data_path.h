@@ -36,6 +36,8 @@ struct Options {
   std::string model_version;
   std::size_t batch_size = 500;
   std::size_t max_output_bytes = 1000000;
+  // From a stop request, the longest wait for the batch in hand to be delivered.
+  std::int64_t shutdown_timeout_ms = 30000;
   RequestRules rules;
   // librdkafka properties of -X / --kafka-config, set on both clients after ours.
   std::vector<std::pair<std::string, std::string>> kafka_properties;
@@ -83,7 +85,7 @@ class DataPath {
   // Subscribes and starts the loop's thread.
   void Start();
   // Asks the loop to stop after the batch in hand; returns at once.
-  void RequestStop() { stop_.store(true); }
+  void RequestStop();
   // Waits for the loop's thread: it has committed, closed the consumer and destroyed the clients.
   void Join();
   bool Running() const { return running_.load(); }
@@ -127,6 +129,8 @@ class DataPath {
   Topic dead_letter_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
+  // steady_clock nanoseconds of the first stop request; 0 before it.
+  std::atomic<std::int64_t> stop_requested_ns_{0};
   std::atomic<bool> running_{false};
 
   // The batch in hand, reused from batch to batch; only the loop's thread touches these.
