@@ -104,6 +104,11 @@ export interface NativeDataPathOptions {
   modelVersion: string;
   batchSize: number;
   maxOutputBytes: number;
+  /**
+   * false: each batch is flushed before the next is fetched. true: the next batch is scored while the
+   * last is acknowledged; offsets are stored from per-output delivery reports, batches in order.
+   */
+  pipelined: boolean;
   /** From a stop request, the longest wait for the batch in hand to be delivered. */
   shutdownTimeoutMs: number;
   rejectMissing: boolean;

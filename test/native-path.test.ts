@@ -66,9 +66,10 @@ function unpackedRequest(recordID: string, features: readonly number[]): Buffer 
  * Runs the native path on `topics` until `count` outputs are read, then stops it with SIGTERM and
  * expects a clean exit; its log is in the returned process's stderr.
  */
-async function runUntil(topics: TopicSet, args: readonly string[], count: number): Promise<ProcessorProcess> {
+async function runUntil(topics: TopicSet, args: readonly string[], count: number,
+  env: Record<string, string>): Promise<ProcessorProcess> {
   const progress = await Collector.start(outputTopics(topics));
-  const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...args]);
+  const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...args], env);
   try {
     await progress.waitFor(count, 90_000);
     expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
@@ -81,13 +82,19 @@ async function runUntil(topics: TopicSet, args: readonly string[], count: number
   }
 }
 
-describe('native data path on a real broker', () => {
+/** The two ways the loop acknowledges a batch: a flush per batch, or delivery reports while the next is scored. */
+const ACKNOWLEDGEMENTS: Array<[string, Record<string, string>]> = [
+  ['flushing each batch', {}],
+  ['pipelined (XGB_STREAM_NATIVE_PIPELINED=1)', { XGB_STREAM_NATIVE_PIPELINED: '1' }],
+];
+
+describe.each(ACKNOWLEDGEMENTS)('native data path on a real broker, %s', (_, env) => {
   it('scores 5,000 records once each, as the JavaScript path and Python do, and commits every offset on SIGTERM', async () => {
     const n = 5000;
     const topics = await createTopicSet('native-route', 2);
     const group = uniqueName('g-native');
     await produceAll(topics.input, requests(n, 'r', 2));
-    const p = await runUntil(topics, ['--group-id', group, '--batch-size', '256'], n);
+    const p = await runUntil(topics, ['--group-id', group, '--batch-size', '256'], n, env);
     expect(p.stderr).toContain('"message":"native data path stopped"');
     const all = await readToEnd(outputTopics(topics));
     expect(all).toHaveLength(n);
@@ -150,7 +157,7 @@ describe('native data path on a real broker', () => {
     });
     await produceAll(topics.input, input);
     const total = good.length + bad.length;
-    const p = await runUntil(topics, [], total);
+    const p = await runUntil(topics, [], total, env);
     const all = await readToEnd(outputTopics(topics));
     expect(all).toHaveLength(total);
     const dead = all.filter((m) => m.topic === topics.deadLetter);
@@ -187,14 +194,14 @@ describe('native data path on a real broker', () => {
     const progress = await Collector.start(outputTopics(topics));
     try {
       // Batches of one record, each flushed before its offset is stored: a signal lands mid-stream.
-      const first = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group, '--batch-size', '1']);
+      const first = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group, '--batch-size', '1'], env);
       await progress.waitFor(n / 4, 90_000);
       expect(await first.kill('SIGTERM')).toEqual({ code: 0, signal: null });
       const written = (await readToEnd(outputTopics(topics))).length;
       const [committed] = await committedOffsets(group[1], topics.input, 1);
       expect(written).toBeLessThan(n);
       expect(committed).toBe(written);
-      const second = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group]);
+      const second = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group], env);
       try {
         await progress.waitFor(n, 90_000);
       } catch (err) {
@@ -211,6 +218,9 @@ describe('native data path on a real broker', () => {
     }
   });
 
+});
+
+describe('native data path settings', () => {
   it.each([
     [['--guarantee', 'exactly-once'], '--guarantee exactly-once'],
     [['--shadow-model', MODEL_PATH], '--shadow-model'],

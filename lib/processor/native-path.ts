@@ -27,6 +27,8 @@ export interface NativePathOptions {
   readonly classifier: ServedClassifier;
   readonly logger: Logger;
   readonly metrics: ProcessorMetrics;
+  /** Score the next batch while the broker acknowledges the last (the bench's XGB_STREAM_NATIVE_PIPELINED=1). */
+  readonly pipelined?: boolean;
 }
 
 /** Runs and watches the native loop; the readiness source of the metrics endpoint. */
@@ -36,6 +38,7 @@ export class NativeDataPathProcessor {
   private readonly metrics: ProcessorMetrics;
   private readonly serving: ServingModel;
   private readonly loop: NativeDataPath;
+  private readonly pipelined: boolean;
   private timer: NodeJS.Timeout | undefined;
   private last: NativeDataPathStats | undefined;
   private stopping = false;
@@ -45,8 +48,9 @@ export class NativeDataPathProcessor {
   readonly finished: Promise<number> = new Promise((resolve) => { this.resolveFinished = resolve; });
 
   constructor(options: NativePathOptions) {
-    const { config, classifier, logger, metrics } = options;
+    const { config, classifier, logger, metrics, pipelined = false } = options;
     this.config = config;
+    this.pipelined = pipelined;
     this.log = logger;
     this.metrics = metrics;
     this.serving = new ServingModel(classifier, config.threshold, false);
@@ -69,6 +73,7 @@ export class NativeDataPathProcessor {
       batchSize: config.batchSize,
       maxOutputBytes: Math.min(config.maxMessageBytes, producerMax),
       shutdownTimeoutMs: config.shutdownTimeoutMs,
+      pipelined,
       rejectMissing: config.rejectMissing,
       maxRecordIdBytes: config.maxRecordIdBytes,
       // Set on the global configuration, which takes topic-level properties too: there is no
@@ -109,7 +114,7 @@ export class NativeDataPathProcessor {
   async start(): Promise<void> {
     this.loop.start();
     this.log.info('processor started', {
-      dataPath: 'native', brokers: this.config.brokers, inputTopic: this.config.inputTopic, groupId: this.config.groupId,
+      dataPath: 'native', pipelined: this.pipelined, brokers: this.config.brokers, inputTopic: this.config.inputTopic, groupId: this.config.groupId,
       threshold: this.threshold, modelVersion: this.modelVersion, batchSize: this.config.batchSize,
       guarantee: this.config.guarantee,
     });

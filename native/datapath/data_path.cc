@@ -25,6 +25,10 @@ constexpr std::size_t kRowByRowMaxRows = 4;
 constexpr int kPredictAttempts = 3;
 // The first record of a batch is waited for this long, so that a stop request is seen as often.
 constexpr int kFetchWaitMs = 100;
+// Pipelined: with batches awaiting their delivery reports, the loop comes back this often to serve them.
+constexpr int kFetchWaitInFlightMs = 5;
+// Pipelined: batches handed to the producer before the loop waits for the oldest to be acknowledged.
+constexpr std::size_t kMaxBatchesInFlight = 4;
 // Log lines kept for JavaScript to collect; more are counted and dropped, never block the loop.
 constexpr std::size_t kLogCapacity = 10000;
 
@@ -59,8 +63,9 @@ DataPath::DataPath(Options options) : options_(std::move(options)) {
   Set(pconf.get(), "acks", "all");
   // A batch's outputs are handed over at once and flushed: a longer linger only adds latency.
   Set(pconf.get(), "linger.ms", "1");
-  // Reports for failures only: success is what the flush that ends each batch establishes.
-  Set(pconf.get(), "delivery.report.only.error", "true");
+  // Flushing each batch: reports for failures only, success is what the flush establishes.
+  // Pipelined: a report per output, which is what stores a batch's offsets.
+  Set(pconf.get(), "delivery.report.only.error", options_.pipelined ? "false" : "true");
   Set(pconf.get(), "message.max.bytes", std::to_string(options_.max_output_bytes));
   for (const auto& [key, value] : options_.kafka_properties) Set(pconf.get(), key, value);
   rd_kafka_conf_set_dr_msg_cb(pconf.get(), &DataPath::OnDelivery);
@@ -170,7 +175,7 @@ void DataPath::Fail(const std::string& why) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (failure_.empty()) failure_ = why;
   }
-  stop_.store(true);
+  RequestStop();
 }
 
 void DataPath::Run() {
@@ -179,7 +184,8 @@ void DataPath::Run() {
        Text("modelVersion", options_.model_version), Number("batchSize", static_cast<long long>(options_.batch_size))});
   try {
     while (!stop_.load()) {
-      const std::size_t n = Fetch();
+      const std::size_t n = Fetch(in_flight_.empty() ? kFetchWaitMs : kFetchWaitInFlightMs);
+      if (!Settle(false)) break;
       if (n == 0) continue;
       ScoreAndSend(n);
       batch_.clear();
@@ -191,6 +197,8 @@ void DataPath::Run() {
   // reads them again (at least once).
   batch_.clear();
   try {
+    // What is handed over is delivered (or the wait ends at --shutdown-timeout-ms) before the commit.
+    Settle(true);
     CommitStored("stop");
     // Leaves the group: the revocation it triggers runs OnRebalance on this thread, which commits
     // what is stored (nothing new by now) and unassigns.
@@ -217,9 +225,9 @@ void DataPath::Run() {
   running_.store(false);
 }
 
-std::size_t DataPath::Fetch() {
+std::size_t DataPath::Fetch(int wait_ms) {
   rd_kafka_message_t** out = fetched_.data();
-  ssize_t got = rd_kafka_consume_batch_queue(queue_.get(), kFetchWaitMs, out, 1);
+  ssize_t got = rd_kafka_consume_batch_queue(queue_.get(), wait_ms, out, 1);
   if (got <= 0) return 0;
   // rd_kafka_consume_batch_queue waits for a full batch until its timeout; with no wait it takes
   // only what is already fetched.
@@ -251,8 +259,9 @@ void DataPath::ScoreAndSend(std::size_t n) {
   }
   if (valid > 0) Predict(valid);
 
-  std::uint64_t suspicious = 0, regular = 0;
-  std::array<std::uint64_t, kReasonCount> dead{};
+  auto owned = std::make_unique<InFlight>();
+  InFlight* batch = owned.get();
+  batch->records = n;
   std::size_t row = 0;
   for (std::size_t i = 0; i < n; ++i) {
     rd_kafka_message_t* m = batch_[i].get();
@@ -282,8 +291,8 @@ void DataPath::ScoreAndSend(std::size_t n) {
         AddHeader(headers.get(), kProvenance, text_);
         // Keyed by recordID, as lib's scored outputs are.
         Produce(is_suspicious ? suspicious_.get() : regular_.get(), v.record_id.data(), v.record_id.size(), value,
-                sizeof value, headers.release());
-        (is_suspicious ? suspicious : regular)++;
+                sizeof value, headers.release(), batch);
+        (is_suspicious ? batch->suspicious : batch->regular)++;
         continue;
       }
     }
@@ -294,21 +303,32 @@ void DataPath::ScoreAndSend(std::size_t n) {
     AddHeader(headers.get(), kSourceOffset, std::to_string(m->offset));
     AddHeader(headers.get(), kErrorReason, ReasonCode(v.reason));
     AddHeader(headers.get(), kErrorMessage, v.message);
-    Produce(dead_letter_.get(), m->key, m->key_len, m->payload, m->len, headers.release());
-    dead[static_cast<std::size_t>(v.reason)]++;
+    Produce(dead_letter_.get(), m->key, m->key_len, m->payload, m->len, headers.release(), batch);
+    batch->dead[static_cast<std::size_t>(v.reason)]++;
     Log("info", "dead letter", {Text("reason", ReasonCode(v.reason)), Text("error", v.message),
                                 Number("partition", m->partition), Number("offset", m->offset)});
   }
 
-  if (!FlushAndCheck()) return;
-  StoreOffsets(n);
-
-  std::lock_guard<std::mutex> lock(mutex_);
-  counters_.records_in += n;
-  counters_.suspicious += suspicious;
-  counters_.regular += regular;
-  for (std::size_t k = 0; k < kReasonCount; ++k) counters_.dead_letters[k] += dead[k];
-  counters_.batches++;
+  for (std::size_t i = 0; i < n; ++i) {
+    const rd_kafka_message_t* m = batch_[i].get();
+    auto at = std::find_if(batch->next_offsets.begin(), batch->next_offsets.end(),
+                           [&](const auto& p) { return p.first == m->partition; });
+    if (at == batch->next_offsets.end()) {
+      batch->next_offsets.emplace_back(m->partition, m->offset + 1);
+    } else {
+      at->second = std::max<std::int64_t>(at->second, m->offset + 1);
+    }
+  }
+  in_flight_.push_back(std::move(owned));
+  if (!options_.pipelined) {
+    Settle(true);
+    return;
+  }
+  // Bounds what a crash makes the next owner score again, and the producer's queue.
+  while (in_flight_.size() > kMaxBatchesInFlight && !stop_.load()) {
+    rd_kafka_poll(producer_.get(), 10);
+    if (!Settle(false)) return;
+  }
 }
 
 void DataPath::Predict(std::size_t rows) {
@@ -347,15 +367,16 @@ void DataPath::Predict(std::size_t rows) {
 }
 
 void DataPath::Produce(rd_kafka_topic_t* topic, const void* key, std::size_t key_len, const void* value,
-                       std::size_t value_len, rd_kafka_headers_t* headers) {
+                       std::size_t value_len, rd_kafka_headers_t* headers, InFlight* batch) {
   Headers owned(headers);
   for (;;) {
     const rd_kafka_resp_err_t err = rd_kafka_producev(
         producer_.get(), RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(const_cast<void*>(key), key_len), RD_KAFKA_V_VALUE(const_cast<void*>(value), value_len),
-        RD_KAFKA_V_HEADERS(owned.get()), RD_KAFKA_V_END);
+        RD_KAFKA_V_HEADERS(owned.get()), RD_KAFKA_V_OPAQUE(batch), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       owned.release();  // the producer owns the headers now
+      batch->pending++;
       return;
     }
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -366,51 +387,73 @@ void DataPath::Produce(rd_kafka_topic_t* topic, const void* key, std::size_t key
   }
 }
 
-bool DataPath::FlushAndCheck() {
-  batch_failures_ = 0;
-  first_delivery_error_.clear();
+bool DataPath::Settle(bool flush) {
+  if (in_flight_.empty()) return true;
+  if (flush) {
+    if (!WaitForDelivery()) return false;
+  } else {
+    rd_kafka_poll(producer_.get(), 0);  // serves the delivery reports
+  }
+  while (!in_flight_.empty()) {
+    InFlight& batch = *in_flight_.front();
+    if (batch.failed > 0) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        counters_.delivery_failures += batch.failed;
+      }
+      // Its offsets, and those of every later batch, are not stored: read again by the next owner.
+      Fail("delivery of " + std::to_string(batch.failed) + " output(s) failed: " + batch.first_error);
+      return false;
+    }
+    // After a flush every output has been delivered or reported failed.
+    if (!flush && batch.pending > 0) break;
+    StoreOffsets(batch);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      counters_.records_in += batch.records;
+      counters_.suspicious += batch.suspicious;
+      counters_.regular += batch.regular;
+      for (std::size_t k = 0; k < kReasonCount; ++k) counters_.dead_letters[k] += batch.dead[k];
+      counters_.batches++;
+    }
+    in_flight_.pop_front();
+  }
+  return true;
+}
+
+bool DataPath::WaitForDelivery() {
   const auto started = std::chrono::steady_clock::now();
-  // Every output of the batch delivered or failed; librdkafka gives up on one after message.timeout.ms.
+  bool delivered = true;
+  // Every output delivered or failed; librdkafka gives up on one after message.timeout.ms.
   while (rd_kafka_flush(producer_.get(), 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT) {
     const std::int64_t asked = stop_requested_ns_.load();
     if (asked == 0) continue;
     const auto waited = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::steady_clock::duration(asked);
     if (std::chrono::duration_cast<std::chrono::milliseconds>(waited).count() < options_.shutdown_timeout_ms) {
-      Log("warn", "stopping: waiting for the batch's outputs to be delivered",
-          {Number("pending", rd_kafka_outq_len(producer_.get()))});
+      Log("warn", "stopping: waiting for outputs to be delivered", {Number("pending", rd_kafka_outq_len(producer_.get()))});
       continue;
     }
-    // Its offsets stay unstored: the batch is read again after a restart (at least once).
+    // Their offsets stay unstored: the batch is read again after a restart (at least once).
     rd_kafka_purge(producer_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    Fail("stopping: the batch's outputs were not delivered within --shutdown-timeout-ms; they will be processed again after a restart");
-    return false;
+    Fail("stopping: outputs were not delivered within --shutdown-timeout-ms; they will be processed again after a restart");
+    delivered = false;
+    break;
   }
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    counters_.flush_ns += static_cast<std::uint64_t>(ns.count());
-    counters_.delivery_failures += batch_failures_;
-  }
-  if (batch_failures_ == 0) return true;
-  // The batch's offsets are not stored, so its records are read again by the next owner.
-  Fail("delivery of " + std::to_string(batch_failures_) + " output(s) failed: " + first_delivery_error_);
-  return false;
+  std::lock_guard<std::mutex> lock(mutex_);
+  counters_.flush_ns += static_cast<std::uint64_t>(ns.count());
+  return delivered;
 }
 
-void DataPath::StoreOffsets(std::size_t n) {
-  // The next offset to read per partition; a batch holds one topic's records.
-  PartitionList offsets(rd_kafka_topic_partition_list_new(4));
-  for (std::size_t i = 0; i < n; ++i) {
-    rd_kafka_message_t* m = batch_[i].get();
-    rd_kafka_topic_partition_t* at = rd_kafka_topic_partition_list_find(offsets.get(), options_.input_topic.c_str(),
-                                                                        m->partition);
-    if (at == nullptr) at = rd_kafka_topic_partition_list_add(offsets.get(), options_.input_topic.c_str(), m->partition);
-    at->offset = std::max<std::int64_t>(at->offset, m->offset + 1);
+void DataPath::StoreOffsets(const InFlight& batch) {
+  PartitionList offsets(rd_kafka_topic_partition_list_new(static_cast<int>(batch.next_offsets.size())));
+  for (const auto& [partition, next] : batch.next_offsets) {
+    rd_kafka_topic_partition_list_add(offsets.get(), options_.input_topic.c_str(), partition)->offset = next;
   }
   const rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer_.get(), offsets.get());
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    // ERR__STATE for a partition no longer assigned; the loop is synchronous, so only a lost
-    // assignment gets here, and its records are the next owner's to score again.
+    // ERR__STATE for a partition no longer assigned: the revocation settles every batch first, so
+    // only a lost assignment gets here, and its records are the next owner's to score again.
     Log("warn", "storing offsets failed", {Text("error", rd_kafka_err2str(err))});
   }
 }
@@ -441,9 +484,12 @@ void DataPath::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_top
     }
     self->Log("info", "partitions assigned", {Text("partitions", list)});
   } else {
-    // Revoked (or a rebalance error): the loop is synchronous, so every batch consumed so far is
-    // delivered and stored; commit it now, before the next owner starts from the committed offsets.
-    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && !rd_kafka_assignment_lost(rk)) self->CommitStored("revoke");
+    // Revoked (or a rebalance error): every batch consumed so far is delivered and stored first
+    // (flushing each batch, it already is; pipelined, this waits for the reports), then committed,
+    // before the next owner starts from the committed offsets.
+    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && !rd_kafka_assignment_lost(rk)) {
+      if (self->Settle(true)) self->CommitStored("revoke");
+    }
     if (cooperative) {
       error = rd_kafka_incremental_unassign(rk, partitions);
     } else {
@@ -468,12 +514,15 @@ void DataPath::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_top
   }
 }
 
-void DataPath::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
+void DataPath::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* message, void*) {
+  // Served on the loop's thread, by the poll and flush calls it makes.
+  auto* batch = static_cast<InFlight*>(message->_private);
+  if (batch == nullptr) return;
+  if (batch->pending > 0) batch->pending--;
   if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
-  auto* self = static_cast<DataPath*>(opaque);
-  if (self->batch_failures_++ == 0) {
-    self->first_delivery_error_ = std::string(rd_kafka_err2name(message->err)) + " (" +
-                                  rd_kafka_topic_name(message->rkt) + "): " + rd_kafka_err2str(message->err);
+  if (batch->failed++ == 0) {
+    batch->first_error = std::string(rd_kafka_err2name(message->err)) + " (" + rd_kafka_topic_name(message->rkt) +
+                         "): " + rd_kafka_err2str(message->err);
   }
 }
 

@@ -38,6 +38,10 @@ struct Options {
   std::size_t max_output_bytes = 1000000;
   // From a stop request, the longest wait for the batch in hand to be delivered.
   std::int64_t shutdown_timeout_ms = 30000;
+  // false: each batch is flushed before the next is fetched (the Java loop's way). true: the next
+  // batch is fetched and scored while the broker acknowledges the last; a batch's offsets are stored
+  // once every one of its outputs has a successful delivery report, batches in order.
+  bool pipelined = false;
   RequestRules rules;
   // librdkafka properties of -X / --kafka-config, set on both clients after ours.
   std::vector<std::pair<std::string, std::string>> kafka_properties;
@@ -97,16 +101,34 @@ class DataPath {
 
  private:
   void Run();
-  // Waits up to 100 ms for a first record, then takes what else is already fetched, up to the
+  // The outputs of one batch handed to the producer, until its offsets are stored.
+  struct InFlight {
+    // Per input partition, the next offset to read.
+    std::vector<std::pair<std::int32_t, std::int64_t>> next_offsets;
+    std::size_t records = 0;
+    // Outputs without a delivery report yet: counted down only when successes are reported (pipelined).
+    std::size_t pending = 0;
+    std::size_t failed = 0;
+    std::string first_error;
+    std::uint64_t suspicious = 0;
+    std::uint64_t regular = 0;
+    std::array<std::uint64_t, kReasonCount> dead{};
+  };
+
+  // Waits up to wait_ms for a first record, then takes what else is already fetched, up to the
   // batch size: a batch never waits to fill (at low load it is a record or two, as the Java loop's).
-  std::size_t Fetch();
+  std::size_t Fetch(int wait_ms);
   void ScoreAndSend(std::size_t n);
   void Predict(std::size_t rows);
   void Produce(rd_kafka_topic_t* topic, const void* key, std::size_t key_len, const void* value, std::size_t value_len,
-               rd_kafka_headers_t* headers);
-  // Flushes the producer; false (and the loop failed) when an output of the batch was not delivered.
-  bool FlushAndCheck();
-  void StoreOffsets(std::size_t n);
+               rd_kafka_headers_t* headers, InFlight* batch);
+  // Stores the offsets of the batches whose outputs are all delivered, oldest first, up to the first
+  // that is not; with `flush`, after waiting for every output handed over. False (and the loop
+  // failed) when an output was not delivered: neither its batch nor any later one is stored.
+  bool Settle(bool flush);
+  // rd_kafka_flush, bounded by --shutdown-timeout-ms once a stop was asked for.
+  bool WaitForDelivery();
+  void StoreOffsets(const InFlight& batch);
   void CommitStored(const char* when);
   void Fail(const std::string& why);
   void Log(const char* level, std::string message, std::vector<LogField> fields = {});
@@ -142,9 +164,9 @@ class DataPath {
   std::vector<bool> row_failed_;
   std::vector<float> features_;
   std::string text_;
-  // Failed deliveries of the batch being flushed (delivery reports come for failures only).
-  std::uint64_t batch_failures_ = 0;
-  std::string first_delivery_error_;
+  // Batches handed to the producer whose offsets are not stored yet, oldest first. Freed only after
+  // the producer, whose delivery reports point at them.
+  std::deque<std::unique_ptr<InFlight>> in_flight_;
 
   mutable std::mutex mutex_;  // guards what follows, shared with the main thread
   Counters counters_;
