@@ -218,6 +218,39 @@ describe.each(ACKNOWLEDGEMENTS)('native data path on a real broker, %s', (_, env
     }
   });
 
+
+  it('hands partitions over to a second instance mid-stream without losing or duplicating a record', async () => {
+    const n = 20_000;
+    const topics = await createTopicSet('native-handover', 2);
+    const group = ['--group-id', uniqueName('g-native-handover')];
+    await produceAll(topics.input, requests(n, 'h', 2));
+    const progress = await Collector.start(outputTopics(topics));
+    // Small batches, so that the stream is still running when the second instance joins.
+    const batch = env.XGB_STREAM_NATIVE_PIPELINED ? '1' : '20';
+    const args = ['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group, '--batch-size', batch];
+    const first = ProcessorProcess.start(args, env);
+    let second: ProcessorProcess | undefined;
+    try {
+      await progress.waitFor(n / 4, 90_000);
+      second = ProcessorProcess.start(args, env);
+      // The revocation commits what the first delivered; the second starts from there.
+      await second.waitForLog('"message":"partitions assigned"', 60_000);
+      process.stdout.write(`native handover: the second instance joined after ${progress.messages.length} of ${n} outputs\n`);
+      await progress.waitFor(n, 120_000);
+      expect(await first.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+      expect(await second.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\nfirst:\n${first.stderr}\nsecond:\n${second?.stderr}`);
+    } finally {
+      for (const p of [first, second]) if (p && p.child.exitCode === null && p.child.signalCode === null) await p.kill('SIGKILL');
+      await progress.stop();
+    }
+    expect(first.stderr).toContain('"message":"partitions revoked"');
+    const all = await readToEnd(outputTopics(topics));
+    expect(new Set(all.map((m) => m.key!.toString())).size).toBe(n);
+    expect(all).toHaveLength(n);
+    expect(await committedOffsets(group[1], topics.input, 2)).toEqual([n / 2, n / 2]);
+  });
 });
 
 describe('native data path settings', () => {
