@@ -227,6 +227,7 @@ void DataPath::Run() {
 
 std::size_t DataPath::Fetch(int wait_ms) {
   rd_kafka_message_t** out = fetched_.data();
+  const std::uint64_t revocations = revocations_;
   ssize_t got = rd_kafka_consume_batch_queue(queue_.get(), wait_ms, out, 1);
   if (got <= 0) return 0;
   // rd_kafka_consume_batch_queue waits for a full batch until its timeout; with no wait it takes
@@ -245,7 +246,25 @@ std::size_t DataPath::Fetch(int wait_ms) {
     }
     batch_.push_back(std::move(m));
   }
+  if (revocations != revocations_) DropRevoked();
   return batch_.size();
+}
+
+void DataPath::DropRevoked() {
+  // A revocation served by the consume calls above may have come after records of the partitions
+  // it took: their new owner reads them from the committed offset, so scoring them here would only
+  // write them twice.
+  rd_kafka_topic_partition_list_t* raw = nullptr;
+  Check(rd_kafka_assignment(consumer_.get(), &raw), "rd_kafka_assignment");
+  PartitionList assigned(raw);
+  std::size_t dropped = 0;
+  auto kept = std::remove_if(batch_.begin(), batch_.end(), [&](const Message& m) {
+    const bool gone = rd_kafka_topic_partition_list_find(assigned.get(), options_.input_topic.c_str(), m->partition) == nullptr;
+    dropped += gone ? 1 : 0;
+    return gone;
+  });
+  batch_.erase(kept, batch_.end());
+  if (dropped > 0) Log("info", "dropped records of revoked partitions", {Number("records", static_cast<long long>(dropped))});
 }
 
 void DataPath::ScoreAndSend(std::size_t n) {
@@ -259,9 +278,39 @@ void DataPath::ScoreAndSend(std::size_t n) {
   }
   if (valid > 0) Predict(valid);
 
-  auto owned = std::make_unique<InFlight>();
-  InFlight* batch = owned.get();
+  // Queued before its first output is produced: the delivery reports point at it.
+  in_flight_.push_back(std::make_unique<InFlight>());
+  InFlight* batch = in_flight_.back().get();
   batch->records = n;
+  for (std::size_t i = 0; i < n; ++i) {
+    const rd_kafka_message_t* m = batch_[i].get();
+    auto at = std::find_if(batch->next_offsets.begin(), batch->next_offsets.end(),
+                           [&](const auto& p) { return p.first == m->partition; });
+    if (at == batch->next_offsets.end()) {
+      batch->next_offsets.emplace_back(m->partition, m->offset + 1);
+    } else {
+      at->second = std::max<std::int64_t>(at->second, m->offset + 1);
+    }
+  }
+  try {
+    SendOutputs(batch, n);
+  } catch (const std::exception& e) {
+    // Some outputs may be on their way, the rest never will be: the batch is never stored.
+    if (batch->failed++ == 0) batch->first_error = e.what();
+    throw;
+  }
+  if (!options_.pipelined) {
+    Settle(true);
+    return;
+  }
+  // Bounds what a crash makes the next owner score again, and the producer's queue.
+  while (in_flight_.size() > kMaxBatchesInFlight && !stop_.load()) {
+    rd_kafka_poll(producer_.get(), 10);
+    if (!Settle(false)) return;
+  }
+}
+
+void DataPath::SendOutputs(InFlight* batch, std::size_t n) {
   std::size_t row = 0;
   for (std::size_t i = 0; i < n; ++i) {
     rd_kafka_message_t* m = batch_[i].get();
@@ -307,27 +356,6 @@ void DataPath::ScoreAndSend(std::size_t n) {
     batch->dead[static_cast<std::size_t>(v.reason)]++;
     Log("info", "dead letter", {Text("reason", ReasonCode(v.reason)), Text("error", v.message),
                                 Number("partition", m->partition), Number("offset", m->offset)});
-  }
-
-  for (std::size_t i = 0; i < n; ++i) {
-    const rd_kafka_message_t* m = batch_[i].get();
-    auto at = std::find_if(batch->next_offsets.begin(), batch->next_offsets.end(),
-                           [&](const auto& p) { return p.first == m->partition; });
-    if (at == batch->next_offsets.end()) {
-      batch->next_offsets.emplace_back(m->partition, m->offset + 1);
-    } else {
-      at->second = std::max<std::int64_t>(at->second, m->offset + 1);
-    }
-  }
-  in_flight_.push_back(std::move(owned));
-  if (!options_.pipelined) {
-    Settle(true);
-    return;
-  }
-  // Bounds what a crash makes the next owner score again, and the producer's queue.
-  while (in_flight_.size() > kMaxBatchesInFlight && !stop_.load()) {
-    rd_kafka_poll(producer_.get(), 10);
-    if (!Settle(false)) return;
   }
 }
 
@@ -487,6 +515,7 @@ void DataPath::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_top
     // Revoked (or a rebalance error): every batch consumed so far is delivered and stored first
     // (flushing each batch, it already is; pipelined, this waits for the reports), then committed,
     // before the next owner starts from the committed offsets.
+    self->revocations_++;
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && !rd_kafka_assignment_lost(rk)) {
       if (self->Settle(true)) self->CommitStored("revoke");
     }

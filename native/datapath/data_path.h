@@ -118,7 +118,11 @@ class DataPath {
   // Waits up to wait_ms for a first record, then takes what else is already fetched, up to the
   // batch size: a batch never waits to fill (at low load it is a record or two, as the Java loop's).
   std::size_t Fetch(int wait_ms);
+  // Drops the records of partitions no longer assigned from the batch in hand.
+  void DropRevoked();
+  // Reads, checks and scores the batch in hand, and hands its outputs to the producer.
   void ScoreAndSend(std::size_t n);
+  void SendOutputs(InFlight* batch, std::size_t n);
   void Predict(std::size_t rows);
   void Produce(rd_kafka_topic_t* topic, const void* key, std::size_t key_len, const void* value, std::size_t value_len,
                rd_kafka_headers_t* headers, InFlight* batch);
@@ -167,6 +171,8 @@ class DataPath {
   // Batches handed to the producer whose offsets are not stored yet, oldest first. Freed only after
   // the producer, whose delivery reports point at them.
   std::deque<std::unique_ptr<InFlight>> in_flight_;
+  // Revocations served so far (by the loop's own consume calls).
+  std::uint64_t revocations_ = 0;
 
   mutable std::mutex mutex_;  // guards what follows, shared with the main thread
   Counters counters_;
