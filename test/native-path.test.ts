@@ -251,6 +251,23 @@ describe.each(ACKNOWLEDGEMENTS)('native data path on a real broker, %s', (_, env
     expect(all).toHaveLength(n);
     expect(await committedOffsets(group[1], topics.input, 2)).toEqual([n / 2, n / 2]);
   });
+
+  it('exits 1 without storing an offset when an output cannot be delivered', async () => {
+    const topics = await createTopicSet('native-undeliverable');
+    const group = uniqueName('g-native-undeliverable');
+    await produceAll(topics.input, requests(50, 'u'));
+    // An output topic that does not exist: librdkafka reports its outputs failed once it gives up on
+    // the topic's metadata.
+    const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, '--group-id', group,
+      '--regular-topic', uniqueName('absent'), '--suspicious-topic', uniqueName('absent'),
+      '-X', 'topic.metadata.propagation.max.ms=1000', '-X', 'message.timeout.ms=3000'], env);
+    const exit = await Promise.race([p.exited, new Promise((resolve) => setTimeout(resolve, 60_000, 'still running'))]);
+    if (exit === 'still running') await p.kill('SIGKILL');
+    expect(exit).toEqual({ code: 1, signal: null });
+    expect(p.stderr).toContain('"message":"the native data path failed"');
+    expect(p.stderr).toMatch(/delivery of \d+ output\(s\) failed/);
+    expect(await committedOffsets(group, topics.input, 1)).toEqual([-1001]);
+  });
 });
 
 describe('native data path settings', () => {
