@@ -14,27 +14,21 @@ import { MODEL_PATH, loadReference, loadTestVectors, row, type TestVectors } fro
 const NATIVE = ['--data-path', 'native', '--output-format', 'float'];
 
 let vectors: TestVectors;
-let classifier: Classifier;
-let threshold: number;
-let modelVersion: string;
+/** The JavaScript path's Classifier, for the score each output must carry. */
+let reference: Classifier;
 
 beforeAll(() => {
   vectors = loadTestVectors();
-  classifier = loadReference();
-  threshold = Number(classifier.attribute('threshold') ?? '0.5');
-  modelVersion = classifier.attribute('model_version')!;
+  reference = loadReference();
 });
-afterAll(() => classifier.close());
+afterAll(() => reference.close());
 
-/** Recent, so that the broker's retention never deletes them. */
-const EVENT_TIME = Date.now() - 60_000;
-
+/** Requests for rows 0..n-1 of the test vectors, keyed apart from their recordIDs, each with a header of its own. */
 function requests(n: number, prefix: string, partitions = 1): OutgoingRecord[] {
   return Array.from({ length: n }, (_, i) => ({
     key: `in-${prefix}-${i}`,
     value: encodePredictRequest({ recordID: `${prefix}-${i}`, featuresVector: row(vectors, i) }),
     partition: i % partitions,
-    timestamp: EVENT_TIME + i,
     headers: [{ 'trace-id': `t${i}` }],
   }));
 }
@@ -105,16 +99,16 @@ describe.each(ACKNOWLEDGEMENTS)('native data path on a real broker, %s', (_, env
     for (const m of all) {
       const i = recordIndex(m.key!.toString());
       seen.add(i);
-      const expected = classifier.predict(row(vectors, i));
+      const expected = reference.predict(row(vectors, i));
       // Byte for byte the JavaScript path's float, and within float32 rounding of Python's probability.
       expect(m.value!.toString('hex')).toBe(floatValue(expected));
       worstVsPython = Math.max(worstVsPython, Math.abs(m.value!.readFloatBE() - vectors.probabilities[i % vectors.rows]));
-      expect(m.topic).toBe(expected >= threshold ? topics.suspicious : topics.regular);
-      if (expected >= threshold) suspicious++;
+      expect(m.topic).toBe(expected >= vectors.threshold ? topics.suspicious : topics.regular);
+      if (expected >= vectors.threshold) suspicious++;
       expect(m.key!.toString()).toBe(`r-${i}`);
       expect(m.headers?.map((h) => Object.keys(h)[0])).toEqual(['trace-id', 'xgb.provenance']);
       expect(header(m, 'trace-id')).toBe(`t${i}`);
-      expect(header(m, 'xgb.provenance')).toBe(`${topics.input}/${i % 2}/${Math.floor(i / 2)} ${modelVersion}`);
+      expect(header(m, 'xgb.provenance')).toBe(`${topics.input}/${i % 2}/${Math.floor(i / 2)} ${vectors.modelVersion}`);
     }
     expect(seen.size).toBe(n);
     expect(worstVsPython).toBeLessThan(1e-6);
@@ -182,7 +176,7 @@ describe.each(ACKNOWLEDGEMENTS)('native data path on a real broker, %s', (_, env
     for (const m of scored) {
       const i = recordIndex(m.key!.toString());
       const features = i === 9 ? withNaN : row(vectors, i);
-      expect(m.value!.toString('hex')).toBe(floatValue(classifier.predict(features)));
+      expect(m.value!.toString('hex')).toBe(floatValue(reference.predict(features)));
     }
   });
 
