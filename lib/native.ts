@@ -151,6 +151,8 @@ export interface NativeDataPath {
   stats(): NativeDataPathStats;
   /** The log lines since the last call, and how many the loop dropped for want of room. */
   takeLog(): { lines: NativeLogLine[]; dropped: number };
+  /** Per prediction since the last call, flattened: its rows, then its duration in seconds. */
+  takeBatches(): Float64Array;
   numFeatures(): number;
 }
 

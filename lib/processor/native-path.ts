@@ -151,6 +151,11 @@ export class NativeDataPathProcessor {
     const { lines, dropped } = this.loop.takeLog();
     for (const line of lines) this.log[line.level](line.message, line.fields);
     if (dropped > 0) this.log.warn('native data path log lines dropped', { dropped });
+    const batches = this.loop.takeBatches();
+    for (let i = 0; i < batches.length; i += 2) {
+      this.metrics.batchSize.observe(batches[i]);
+      this.metrics.inferenceSeconds.observe(batches[i + 1]);
+    }
     const now = this.loop.stats();
     const before = this.last;
     const delta = (a: number, b: number | undefined): number => a - (b ?? 0);

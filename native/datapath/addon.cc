@@ -83,6 +83,7 @@ class DataPathWrap : public Napi::ObjectWrap<DataPathWrap> {
                        {InstanceMethod<&DataPathWrap::Start>("start"), InstanceMethod<&DataPathWrap::Stop>("stop"),
                         InstanceMethod<&DataPathWrap::State>("state"), InstanceMethod<&DataPathWrap::Stats>("stats"),
                         InstanceMethod<&DataPathWrap::TakeLog>("takeLog"),
+                        InstanceMethod<&DataPathWrap::TakeBatches>("takeBatches"),
                         InstanceMethod<&DataPathWrap::NumFeatures>("numFeatures")});
   }
 
@@ -166,6 +167,18 @@ class DataPathWrap : public Napi::ObjectWrap<DataPathWrap> {
     Napi::Object out = Napi::Object::New(env);
     out.Set("lines", lines);
     out.Set("dropped", static_cast<double>(dropped));
+    return out;
+  }
+
+  // [rows, predictSeconds] pairs, flattened: one array for any number of batches.
+  Napi::Value TakeBatches(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto batches = path_->TakeBatches();
+    Napi::Float64Array out = Napi::Float64Array::New(env, batches.size() * 2);
+    for (std::size_t i = 0; i < batches.size(); ++i) {
+      out[2 * i] = batches[i].first;
+      out[2 * i + 1] = static_cast<double>(batches[i].second) / 1e9;
+    }
     return out;
   }
 

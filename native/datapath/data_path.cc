@@ -161,6 +161,13 @@ std::pair<std::vector<LogEntry>, std::uint64_t> DataPath::TakeLog() {
   return {std::move(out), dropped};
 }
 
+std::vector<std::pair<std::uint32_t, std::uint64_t>> DataPath::TakeBatches() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> out;
+  out.swap(batch_samples_);
+  return out;
+}
+
 void DataPath::Log(const char* level, std::string message, std::vector<LogField> fields) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (log_.size() >= kLogCapacity) {
@@ -392,6 +399,10 @@ void DataPath::Predict(std::size_t rows) {
   std::lock_guard<std::mutex> lock(mutex_);
   counters_.predict_calls++;
   counters_.predict_ns += static_cast<std::uint64_t>(ns.count());
+  // For the batch-size and inference histograms; bounded like the log, should nobody collect them.
+  if (batch_samples_.size() < kLogCapacity) {
+    batch_samples_.emplace_back(static_cast<std::uint32_t>(rows), static_cast<std::uint64_t>(ns.count()));
+  }
 }
 
 void DataPath::Produce(rd_kafka_topic_t* topic, const void* key, std::size_t key_len, const void* value,

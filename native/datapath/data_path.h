@@ -98,6 +98,8 @@ class DataPath {
   Counters Snapshot() const;
   // The log lines queued since the last call, oldest first, and how many were dropped meanwhile.
   std::pair<std::vector<LogEntry>, std::uint64_t> TakeLog();
+  // Per scored batch since the last call: its records and the nanoseconds of its prediction.
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> TakeBatches();
 
  private:
   void Run();
@@ -178,6 +180,7 @@ class DataPath {
   Counters counters_;
   std::string failure_;
   std::deque<LogEntry> log_;
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> batch_samples_;
   std::uint64_t log_dropped_ = 0;
 };
 
