@@ -109,6 +109,8 @@ export interface NativeDataPathOptions {
    * last is acknowledged; offsets are stored from per-output delivery reports, batches in order.
    */
   pipelined: boolean;
+  /** At start, the longest wait for the cluster's metadata. */
+  connectTimeoutMs: number;
   /** From a stop request, the longest wait for the batch in hand to be delivered. */
   shutdownTimeoutMs: number;
   rejectMissing: boolean;

@@ -6,7 +6,7 @@
 import { Classifier } from '../lib/classifier';
 import { encodePredictRequest } from '../lib/codec';
 import {
-  Collector, ProcessorProcess, committedOffsets, createTopicSet, header, outputTopics, produceAll, readToEnd, runCli,
+  Collector, ProcessorProcess, committedOffsets, createTopicSet, createTopics, header, outputTopics, produceAll, readToEnd, runCli,
   topicFlags, uniqueName, type OutgoingRecord, type TopicSet,
 } from './helpers/kafka';
 import { MODEL_PATH, loadReference, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
@@ -247,20 +247,28 @@ describe.each(ACKNOWLEDGEMENTS)('native data path on a real broker, %s', (_, env
   });
 
   it('exits 1 without storing an offset when an output cannot be delivered', async () => {
-    const topics = await createTopicSet('native-undeliverable');
+    const base = uniqueName('native-undeliverable');
+    const topics = { input: `${base}-in`, suspicious: `${base}-suspicious`, regular: `${base}-regular`, deadLetter: `${base}-in.dlq` };
+    await createTopics([topics.input]);
+    // Output topics that refuse every output: each is larger than their max.message.bytes.
+    await createTopics([topics.suspicious, topics.regular, topics.deadLetter], 1, undefined, { 'max.message.bytes': '64' });
     const group = uniqueName('g-native-undeliverable');
     await produceAll(topics.input, requests(50, 'u'));
-    // An output topic that does not exist: librdkafka reports its outputs failed once it gives up on
-    // the topic's metadata.
-    const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, '--group-id', group,
-      '--regular-topic', uniqueName('absent'), '--suspicious-topic', uniqueName('absent'),
-      '-X', 'topic.metadata.propagation.max.ms=1000', '-X', 'message.timeout.ms=3000'], env);
+    const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, '--group-id', group], env);
     const exit = await Promise.race([p.exited, new Promise((resolve) => setTimeout(resolve, 60_000, 'still running'))]);
     if (exit === 'still running') await p.kill('SIGKILL');
     expect(exit).toEqual({ code: 1, signal: null });
     expect(p.stderr).toContain('"message":"the native data path failed"');
-    expect(p.stderr).toMatch(/delivery of \d+ output\(s\) failed/);
     expect(await committedOffsets(group, topics.input, 1)).toEqual([-1001]);
+  });
+
+  it('exits 1 at start, naming a missing topic', async () => {
+    const topics = await createTopicSet('native-missing');
+    const absent = uniqueName('absent');
+    const { code, stderr } = await runCli(['--brokers', process.env.KAFKA_BROKERS!, ...topicFlags(topics), ...NATIVE,
+      '--regular-topic', absent], env);
+    expect(code).toBe(1);
+    expect(stderr).toContain(`topic '${absent}' not found on`);
   });
 });
 

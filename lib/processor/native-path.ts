@@ -73,6 +73,7 @@ export class NativeDataPathProcessor {
       batchSize: config.batchSize,
       maxOutputBytes: Math.min(config.maxMessageBytes, producerMax),
       shutdownTimeoutMs: config.shutdownTimeoutMs,
+      connectTimeoutMs: config.connectTimeoutMs,
       pipelined,
       rejectMissing: config.rejectMissing,
       maxRecordIdBytes: config.maxRecordIdBytes,

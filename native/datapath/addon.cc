@@ -44,6 +44,7 @@ Options ReadOptions(const Napi::Object& o) {
   options.batch_size = static_cast<std::size_t>(batch);
   options.max_output_bytes = static_cast<std::size_t>(Number(o, "maxOutputBytes"));
   options.shutdown_timeout_ms = static_cast<std::int64_t>(Number(o, "shutdownTimeoutMs"));
+  options.connect_timeout_ms = static_cast<int>(Number(o, "connectTimeoutMs"));
   options.pipelined = o.Get("pipelined").ToBoolean().Value();
   options.rules.reject_missing = o.Get("rejectMissing").ToBoolean().Value();
   options.rules.max_record_id_bytes = static_cast<std::size_t>(Number(o, "maxRecordIdBytes"));

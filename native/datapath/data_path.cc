@@ -123,7 +123,32 @@ DataPath::~DataPath() {
   Join();
 }
 
+void DataPath::CheckTopics() {
+  const rd_kafka_metadata_t* raw = nullptr;
+  const rd_kafka_resp_err_t err = rd_kafka_metadata(producer_.get(), 1, nullptr, &raw, options_.connect_timeout_ms);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw KafkaError(std::string("could not read the cluster's topics: ") + rd_kafka_err2str(err));
+  }
+  std::unique_ptr<const rd_kafka_metadata_t, void (*)(const rd_kafka_metadata_t*)> metadata(raw, rd_kafka_metadata_destroy);
+  std::string missing;
+  std::size_t count = 0;
+  for (const std::string* topic : {&options_.input_topic, &options_.suspicious_topic, &options_.regular_topic,
+                                   &options_.dead_letter_topic}) {
+    bool found = false;
+    for (int i = 0; i < metadata->topic_cnt && !found; ++i) {
+      found = metadata->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && *topic == metadata->topics[i].topic;
+    }
+    if (found) continue;
+    missing += (count++ ? ", '" : "'") + *topic + "'";
+  }
+  if (count > 0) {
+    throw KafkaError(std::string(count == 1 ? "topic " : "topics ") + missing + " not found on " + options_.brokers +
+                     "; create them");
+  }
+}
+
 void DataPath::Start() {
+  CheckTopics();
   PartitionList topics(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(topics.get(), options_.input_topic.c_str(), RD_KAFKA_PARTITION_UA);
   Check(rd_kafka_subscribe(consumer_.get(), topics.get()), "rd_kafka_subscribe");

@@ -38,6 +38,8 @@ struct Options {
   std::size_t max_output_bytes = 1000000;
   // From a stop request, the longest wait for the batch in hand to be delivered.
   std::int64_t shutdown_timeout_ms = 30000;
+  // At start, the longest wait for the cluster's metadata.
+  int connect_timeout_ms = 30000;
   // false: each batch is flushed before the next is fetched (the Java loop's way). true: the next
   // batch is fetched and scored while the broker acknowledges the last; a batch's offsets are stored
   // once every one of its outputs has a successful delivery report, batches in order.
@@ -86,7 +88,8 @@ class DataPath {
 
   std::uint64_t NumFeatures() const { return booster_->NumFeatures(); }
 
-  // Subscribes and starts the loop's thread.
+  // Checks that the four topics exist, subscribes and starts the loop's thread; throws naming the
+  // missing topics, or when the cluster does not answer within the connect timeout.
   void Start();
   // Asks the loop to stop after the batch in hand; returns at once.
   void RequestStop();
@@ -102,6 +105,7 @@ class DataPath {
   std::vector<std::pair<std::uint32_t, std::uint64_t>> TakeBatches();
 
  private:
+  void CheckTopics();
   void Run();
   // The outputs of one batch handed to the producer, until its offsets are stored.
   struct InFlight {
