@@ -134,6 +134,8 @@ export interface NativeDataPathStats {
   deliveryFailures: number;
   commitFailures: number;
   assignedPartitions: number[];
+  /** High watermark minus position, by partition, refreshed about once a second. */
+  lag: Record<string, number>;
 }
 
 /** One log line queued by the loop's thread. */

@@ -143,6 +143,9 @@ class DataPathWrap : public Napi::ObjectWrap<DataPathWrap> {
       assigned.Set(static_cast<std::uint32_t>(i), Napi::Number::New(env, c.assigned_partitions[i]));
     }
     out.Set("assignedPartitions", assigned);
+    Napi::Object lag = Napi::Object::New(env);
+    for (const auto& [partition, behind] : c.lag) lag.Set(std::to_string(partition), static_cast<double>(behind));
+    out.Set("lag", lag);
     return out;
   }
 

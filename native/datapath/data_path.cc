@@ -147,6 +147,30 @@ void DataPath::CheckTopics() {
   }
 }
 
+void DataPath::MeasureLag() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - lag_measured_ < std::chrono::seconds(1)) return;
+  lag_measured_ = now;
+  rd_kafka_topic_partition_list_t* raw = nullptr;
+  if (rd_kafka_assignment(consumer_.get(), &raw) != RD_KAFKA_RESP_ERR_NO_ERROR || raw == nullptr) return;
+  PartitionList positions(raw);
+  if (rd_kafka_position(consumer_.get(), positions.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  std::vector<std::pair<std::int32_t, std::int64_t>> lag;
+  for (int i = 0; i < positions->cnt; ++i) {
+    const rd_kafka_topic_partition_t& p = positions->elems[i];
+    std::int64_t low = 0, high = 0;
+    // No position yet (nothing consumed since the assignment): no lag to report.
+    if (p.offset < 0) continue;
+    if (rd_kafka_get_watermark_offsets(consumer_.get(), p.topic, p.partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0) {
+      continue;
+    }
+    lag.emplace_back(p.partition, std::max<std::int64_t>(0, high - p.offset));
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  counters_.lag = std::move(lag);
+}
+
 void DataPath::Start() {
   CheckTopics();
   PartitionList topics(rd_kafka_topic_partition_list_new(1));
@@ -218,6 +242,7 @@ void DataPath::Run() {
     while (!stop_.load()) {
       const std::size_t n = Fetch(in_flight_.empty() ? kFetchWaitMs : kFetchWaitInFlightMs);
       if (!Settle(false)) break;
+      MeasureLag();
       if (n == 0) continue;
       ScoreAndSend(n);
       batch_.clear();

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -63,6 +64,8 @@ struct Counters {
   std::uint64_t delivery_failures = 0;
   std::uint64_t commit_failures = 0;
   std::vector<std::int32_t> assigned_partitions;
+  // Per assigned partition with a position: the high watermark minus the position, about once a second.
+  std::vector<std::pair<std::int32_t, std::int64_t>> lag;
 };
 
 // One log line for lib's logger: a level, a message and named fields.
@@ -106,6 +109,8 @@ class DataPath {
 
  private:
   void CheckTopics();
+  // Refreshes Counters::lag from librdkafka's cached watermarks, at most once a second.
+  void MeasureLag();
   void Run();
   // The outputs of one batch handed to the producer, until its offsets are stored.
   struct InFlight {
@@ -179,6 +184,7 @@ class DataPath {
   std::deque<std::unique_ptr<InFlight>> in_flight_;
   // Revocations served so far (by the loop's own consume calls).
   std::uint64_t revocations_ = 0;
+  std::chrono::steady_clock::time_point lag_measured_{};
 
   mutable std::mutex mutex_;  // guards what follows, shared with the main thread
   Counters counters_;
