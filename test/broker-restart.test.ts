@@ -183,11 +183,16 @@ describe.each(['at-least-once', 'exactly-once'])('SIGTERM while the brokers are 
       second = ProcessorProcess.start(args);
       await second.waitForLog('partitions assigned', 60_000);
       let all: Message[] = [];
-      await until('an output of every input', async () => {
-        all = guarantee === 'exactly-once'
-          ? await readCommitted(outputTopics(topics), bootstrap) : await readToEnd(outputTopics(topics), bootstrap);
-        return distinct(all) >= records.length;
-      }, 120_000);
+      try {
+        await until('an output of every input', async () => {
+          all = guarantee === 'exactly-once'
+            ? await readCommitted(outputTopics(topics), bootstrap) : await readToEnd(outputTopics(topics), bootstrap);
+          return distinct(all) >= records.length;
+        }, 120_000);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}: ${distinct(all)} of ${records.length}; the restarted processor logged:\n`
+          + second.stderr.slice(-10_000));
+      }
       expect(await second.kill('SIGTERM')).toEqual({ code: 0, signal: null });
       expect(all.filter((m) => m.topic === topics.deadLetter)).toHaveLength(0);
       expect(distinct(all)).toBe(records.length);
