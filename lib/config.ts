@@ -389,13 +389,16 @@ function takeRegistrySettings(settings: KafkaPropertySetting[]): RegistryFileSet
 /** The passwords in the Schema Registry's settings: its basic auth's, and one written into its URL. */
 function registrySecrets(url: string | undefined, basicAuth: string | undefined): string[] {
   const secrets: string[] = [];
-  const password = basicAuth?.slice(basicAuth.indexOf(':') + 1);
-  if (password) secrets.push(password);
+  const basicPassword = basicAuth?.slice(basicAuth.indexOf(':') + 1);
+  if (basicPassword) secrets.push(basicPassword);
+  let inUrl = '';
   try {
-    if (url !== undefined && new URL(url).password) secrets.push(decodeURIComponent(new URL(url).password), new URL(url).password);
+    inUrl = url === undefined ? '' : new URL(url).password;
   } catch {
     // not a URL: the check of --schema-registry says so
   }
+  // As written (percent-encoded) and as sent.
+  if (inUrl) secrets.push(inUrl, decodeURIComponent(inUrl));
   return secrets;
 }
 
