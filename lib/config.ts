@@ -351,6 +351,62 @@ export interface ResolvedKafkaProperties {
   readonly sources: Record<string, string>;
   readonly secrets: string[];
   readonly warnings: string[];
+  /** The Schema Registry settings of the file, which are the registry client's, not librdkafka's. */
+  readonly registry: RegistryFileSettings;
+}
+
+/**
+ * The Schema Registry settings a Confluent client properties file carries beside the cluster's:
+ * `schema.registry.url`, and the basic auth as `basic.auth.user.info` (or
+ * `schema.registry.basic.auth.user.info`) with `basic.auth.credentials.source=USER_INFO`. Each with
+ * the FILE:LINE it came from.
+ */
+export interface RegistryFileSettings {
+  readonly url?: { readonly value: string; readonly source: string };
+  readonly basicAuth?: { readonly value: string; readonly source: string };
+}
+
+const REGISTRY_URL_KEY = 'schema.registry.url';
+const REGISTRY_USER_INFO_KEYS = new Set(['basic.auth.user.info', 'schema.registry.basic.auth.user.info']);
+const REGISTRY_CREDENTIALS_SOURCE_KEY = 'basic.auth.credentials.source';
+
+/** Takes the Schema Registry settings out of a file's properties; see {@link RegistryFileSettings}. */
+function takeRegistrySettings(settings: KafkaPropertySetting[]): RegistryFileSettings {
+  let url: RegistryFileSettings['url'];
+  let basicAuth: RegistryFileSettings['basicAuth'];
+  let credentialsSource: KafkaPropertySetting | undefined;
+  for (let i = settings.length - 1; i >= 0; i--) {
+    const s = settings[i];
+    if (s.key === REGISTRY_URL_KEY) url ??= { value: s.value, source: s.source };
+    else if (REGISTRY_USER_INFO_KEYS.has(s.key)) basicAuth ??= { value: s.value, source: s.source };
+    else if (s.key === REGISTRY_CREDENTIALS_SOURCE_KEY) credentialsSource ??= s;
+    else continue;
+    settings.splice(i, 1);
+  }
+  if (credentialsSource !== undefined && credentialsSource.value !== 'USER_INFO') {
+    throw new ConfigError(`${credentialsSource.source}: ${REGISTRY_CREDENTIALS_SOURCE_KEY}=${credentialsSource.value} is not supported: `
+      + `give the registry's credentials as basic.auth.user.info=user:password (${REGISTRY_CREDENTIALS_SOURCE_KEY}=USER_INFO)`);
+  }
+  if (basicAuth !== undefined && !basicAuth.value.includes(':')) {
+    throw new ConfigError(`${basicAuth.source}: invalid basic.auth.user.info: expected user:password`);
+  }
+  return { url, basicAuth };
+}
+
+/** The passwords in the Schema Registry's settings: its basic auth's, and one written into its URL. */
+function registrySecrets(url: string | undefined, basicAuth: string | undefined): string[] {
+  const secrets: string[] = [];
+  const basicPassword = basicAuth?.slice(basicAuth.indexOf(':') + 1);
+  if (basicPassword) secrets.push(basicPassword);
+  let inUrl = '';
+  try {
+    inUrl = url === undefined ? '' : new URL(url).password;
+  } catch {
+    // not a URL: the check of --schema-registry says so
+  }
+  // As written (percent-encoded) and as sent.
+  if (inUrl) secrets.push(inUrl, decodeURIComponent(inUrl));
+  return secrets;
 }
 
 /**
@@ -373,8 +429,9 @@ export function resolveKafkaProperties(file: string | undefined, given: readonly
     for (const p of read.properties) settings.push({ key: p.key, value: p.value, source: `${file}:${p.line}` });
     if (read.warning !== undefined) warnings.push(read.warning);
   }
+  const registry = takeRegistrySettings(settings);
   settings.push(...given);
-  const secrets = secretValuesOf(settings);
+  const secrets = [...secretValuesOf(settings), ...registrySecrets(registry.url?.value, registry.basicAuth?.value)];
   const properties: Record<string, string> = {};
   const sources: Record<string, string> = {};
   for (const s of settings) {
@@ -383,7 +440,7 @@ export function resolveKafkaProperties(file: string | undefined, given: readonly
     properties[s.key] = s.value;
     sources[s.key] = s.source;
   }
-  return { properties, sources, secrets, warnings };
+  return { properties, sources, secrets, warnings, registry };
 }
 
 /** librdkafka settings that exactly-once delivery sets itself, with the value it needs. */
@@ -516,8 +573,18 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     if (values[o.key] === undefined && o.def !== undefined) values[o.key] = parseValue(o, o.def, o.flag);
   }
   const kafka = resolveKafkaProperties(values.kafkaConfigFile as string | undefined, kafkaSettings);
+  // The registry is used when asked for by flag or variable; the file may hold its credentials (a
+  // secret's place), which the flag or variable overrides.
+  const warnings = [...kafka.warnings];
+  if (values.schemaRegistryUrl === undefined && kafka.registry.url !== undefined) {
+    warnings.push(`${kafka.registry.url.source}: ${REGISTRY_URL_KEY} is not used by itself: give --schema-registry `
+      + '(SCHEMA_REGISTRY_URL) to check input schemas against the registry');
+  }
+  if (values.schemaRegistryUrl !== undefined) values.schemaRegistryBasicAuth ??= kafka.registry.basicAuth?.value;
+  const secrets = [...kafka.secrets, ...registrySecrets(values.schemaRegistryUrl as string | undefined,
+    values.schemaRegistryBasicAuth as string | undefined)];
   const config = {
-    ...values, kafkaProperties: Object.freeze(kafka.properties), secrets: Object.freeze(kafka.secrets),
+    ...values, kafkaProperties: Object.freeze(kafka.properties), secrets: Object.freeze([...new Set(secrets)]),
   } as unknown as ProcessorConfig;
   if (config.guarantee === 'exactly-once') checkExactlyOnceProperties(kafka);
   const topics = [config.inputTopic, config.suspiciousTopic, config.regularTopic, config.deadLetterTopic];
@@ -531,5 +598,5 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     throw new ConfigError('--shadow-topic needs --shadow-model');
   }
   if (config.dataPath === 'native') checkNativeDataPath(config);
-  return { kind: 'run', config: Object.freeze(config), warnings: kafka.warnings };
+  return { kind: 'run', config: Object.freeze(config), warnings };
 }

@@ -305,8 +305,10 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
   try {
     while (produced < total && !options.signal?.aborted) {
       // The schedule counts from the first send: time spent before it (the first record's encoding, a
-      // busy event loop) would otherwise make the first records due at once, and leave together.
+      // busy event loop) would otherwise make the first records due at once, and leave together. So
+      // the first record is encoded before the clock starts.
       if (produced === 0) {
+        encoded[0] ??= toMessage(records[0], options.encoding);
         start = performance.now();
         firstSendMs = Date.now();
       }

@@ -7,7 +7,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { AdminClient, KafkaConsumer, Producer, type Message } from 'node-rdkafka';
+import { AdminClient, KafkaConsumer, Producer, type Message, type Metadata } from 'node-rdkafka';
 import type { DemoTopics, ModelCardMetrics, ObservedMessage } from './demo-summary';
 import { UsageError } from './options';
 
@@ -79,7 +79,34 @@ export async function createTopics(brokers: string, prefix: string, partitions =
   } finally {
     admin.disconnect();
   }
+  await topicsVisible(brokers, new Map([[topics.input, partitions], [topics.suspicious, 1], [topics.regular, 1],
+    [topics.deadLetter, 1]]), kafkaProperties);
   return topics;
+}
+
+/**
+ * Waits until the broker's metadata lists every topic with its number of partitions. A created topic
+ * reaches the metadata a moment after the controller has acknowledged it, longer on a broker that has
+ * just started, and the processor checks its topics there once, at start.
+ */
+export async function topicsVisible(brokers: string, expected: ReadonlyMap<string, number>,
+  kafkaProperties: Readonly<Record<string, string>> = {}): Promise<void> {
+  const client = new Producer({ 'bootstrap.servers': brokers, ...kafkaProperties });
+  await new Promise<void>((resolve, reject) => client.connect({}, (err) => (err ? reject(err) : resolve())));
+  try {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const md = await new Promise<Metadata>((resolve, reject) =>
+        client.getMetadata({ allTopics: true, timeout: 10_000 }, (err, m) => (err ? reject(err) : resolve(m))));
+      const listed = new Map(md.topics.map((t) => [t.name, t.partitions.length]));
+      const missing = [...expected].filter(([name, n]) => listed.get(name) !== n).map(([name]) => name);
+      if (missing.length === 0) return;
+      if (Date.now() > deadline) throw new Error(`topics not in the metadata of ${brokers} after 30 s: ${missing.join(', ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    await new Promise<void>((resolve) => client.disconnect(() => resolve()));
+  }
 }
 
 /** The processor flags naming a topic set. */

@@ -23,11 +23,11 @@ const REFUSED = { code: CODES.ERRORS.ERR__TRANSPORT, message: 'localhost:9092/1:
 describe('broker health', () => {
   it('logs one warn line when the brokers go, naming them, since when and why, and drops the gauge', () => {
     const { lines, metrics, health } = setUp();
-    health.onStats(stats('UP'), T0);
+    health.onStats(stats('UP'), 'consumer', T0);
     expect(metrics.brokersUp.get()).toBe(1);
     health.onError(REFUSED, T0 + 100);
-    health.onStats(stats('TRY_CONNECT'), T0 + 1000);
-    health.onStats(stats('CONNECT'), T0 + 2000);
+    health.onStats(stats('TRY_CONNECT'), 'consumer', T0 + 1000);
+    health.onStats(stats('CONNECT'), 'consumer', T0 + 2000);
     expect(lines).toEqual([{ time: expect.any(String), level: 'warn', message: 'brokers unreachable',
       brokers: '127.0.0.1:9092', since: '2026-11-27T10:00:01.000Z', reason: REFUSED.message }]);
     expect(metrics.brokersUp.get()).toBe(0);
@@ -43,9 +43,9 @@ describe('broker health', () => {
 
   it('reminds once a minute while down, and logs the outage length when the brokers are back', () => {
     const { lines, metrics, health } = setUp();
-    for (let s = 0; s <= 130; s++) health.onStats(stats('DOWN'), T0 + s * 1000);
-    health.onStats(stats('UP'), T0 + 131_500);
-    health.onStats(stats('UP'), T0 + 132_500);
+    for (let s = 0; s <= 130; s++) health.onStats(stats('DOWN'), 'consumer', T0 + s * 1000);
+    health.onStats(stats('UP'), 'consumer', T0 + 131_500);
+    health.onStats(stats('UP'), 'consumer', T0 + 132_500);
     expect(lines.map((l) => [l.level, l.message, l.downSeconds ?? l.outageSeconds])).toEqual([
       ['warn', 'brokers unreachable', undefined],
       ['warn', 'brokers still unreachable', 60],
@@ -56,10 +56,25 @@ describe('broker health', () => {
     expect(health.outage).toBeUndefined();
   });
 
+  it('counts the statistics of every client, but not those that have stopped coming', () => {
+    const { lines, health } = setUp();
+    health.onStats(stats('UP'), 'consumer', T0);
+    // One client still connected: the cluster is reachable.
+    health.onStats(stats('DOWN'), 'producer', T0 + 1000);
+    health.onStats(stats('DOWN'), 'producer', T0 + 2000);
+    health.onStats(stats('DOWN'), 'producer', T0 + 3000);
+    expect(health.outage).toBeUndefined();
+    // The consumer's statistics stopped at T0 (no consume call): 3 s later only the producer's count.
+    health.onStats(stats('DOWN'), 'producer', T0 + 3001);
+    expect(lines.map((l) => [l.message, l.since])).toEqual([['brokers unreachable', '2026-11-27T10:00:03.001Z']]);
+    health.onStats(stats('UP'), 'producer', T0 + 4000);
+    expect(health.outage).toBeUndefined();
+  });
+
   it('ignores statistics before any broker is known from metadata, and malformed ones', () => {
     const { lines, health } = setUp();
-    health.onStats(JSON.stringify({ brokers: { b: { name: 'b', nodeid: -1, state: 'DOWN' } } }), T0);
-    health.onStats('{not json', T0);
+    health.onStats(JSON.stringify({ brokers: { b: { name: 'b', nodeid: -1, state: 'DOWN' } } }), 'consumer', T0);
+    health.onStats('{not json', 'consumer', T0);
     expect(lines).toEqual([]);
     expect(health.outage).toBeUndefined();
   });

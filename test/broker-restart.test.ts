@@ -142,9 +142,12 @@ it(`shows the outage, loses nothing and outputs at most ${MAX_DUPLICATES} record
 }, 300_000);
 
 describe.each(['at-least-once', 'exactly-once'])('SIGTERM while the brokers are down (%s)', (guarantee) => {
-  /** What the README promises: --shutdown-timeout-ms, plus at most 9 s for the calls in flight to let go. */
+  /**
+   * What the README promises: --shutdown-timeout-ms, plus at most 3 s for the calls in flight (the exit
+   * deadline); 2 s more for a busy machine to start and reap the process.
+   */
   const SHUTDOWN_TIMEOUT_MS = 3_000;
-  const EXIT_BOUND_MS = SHUTDOWN_TIMEOUT_MS + 9_000;
+  const EXIT_BOUND_MS = SHUTDOWN_TIMEOUT_MS + 5_000;
 
   it(`exits 1 within ${EXIT_BOUND_MS / 1000} s, and after both restart every input has its output${guarantee === 'exactly-once' ? ' exactly once' : ''}`, async () => {
     const bootstrap = kafka('start');
@@ -183,11 +186,16 @@ describe.each(['at-least-once', 'exactly-once'])('SIGTERM while the brokers are 
       second = ProcessorProcess.start(args);
       await second.waitForLog('partitions assigned', 60_000);
       let all: Message[] = [];
-      await until('an output of every input', async () => {
-        all = guarantee === 'exactly-once'
-          ? await readCommitted(outputTopics(topics), bootstrap) : await readToEnd(outputTopics(topics), bootstrap);
-        return distinct(all) >= records.length;
-      }, 120_000);
+      try {
+        await until('an output of every input', async () => {
+          all = guarantee === 'exactly-once'
+            ? await readCommitted(outputTopics(topics), bootstrap) : await readToEnd(outputTopics(topics), bootstrap);
+          return distinct(all) >= records.length;
+        }, 120_000);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}: ${distinct(all)} of ${records.length}; the restarted processor logged:\n`
+          + second.stderr.slice(-10_000));
+      }
       expect(await second.kill('SIGTERM')).toEqual({ code: 0, signal: null });
       expect(all.filter((m) => m.topic === topics.deadLetter)).toHaveLength(0);
       expect(distinct(all)).toBe(records.length);

@@ -12,7 +12,7 @@ import { frameValue, parseFrame } from '../lib/input/framing';
 import { encodeValue } from '../lib/replay';
 import { MODEL_DIR, MODEL_PATH, loadTestVectors, row, type TestVectors, loadReference } from './helpers/fixtures';
 import {
-  Collector, ProcessorProcess, createTopicSet, header, outputTopics, produceAll, readToEnd, runCli, topicFlags,
+  Collector, ProcessorProcess, brokers, createTopicSet, header, outputTopics, produceAll, readToEnd, runCli, topicFlags,
   uniqueName, type OutgoingRecord, type TopicSet,
 } from './helpers/kafka';
 import { SchemaRegistryStub } from './helpers/schema-registry-stub';
@@ -197,6 +197,22 @@ describe('Schema Registry framed input', () => {
       expect([frame.schemaId, frame.messageIndexes]).toEqual([1, [1]]);
       const i = Number(m.key!.toString().slice(1));
       expect(decodeScoredRecord(frame.payload).score).toBe(classifier.predict(row(vectors, i)));
+    }
+  });
+
+  it('with --output-framing confluent, stops at the start with exit 2 when the registry refuses the schema', async () => {
+    const locked = await SchemaRegistryStub.start({}, 'writer:secret');
+    try {
+      const topics = await createTopicSet('framed-refused');
+      const r = await runCli(['--brokers', brokers(), ...topicFlags(topics), '--group-id', uniqueName('g-refused'),
+        '--schema-registry', locked.url, '--output-framing', 'confluent']);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(`xgb-stream: --output-framing confluent: the registry refused the schema of subject ${topics.suspicious}-value: `
+        + 'HTTP 401 {"error_code":401,"message":"Unauthorized"}\n');
+      // Refused at the first subject, before the consumer was even connected.
+      expect(locked.requests.map((q) => `${q.method} ${q.path}`)).toEqual([`POST /subjects/${topics.suspicious}-value/versions`]);
+    } finally {
+      await locked.stop();
     }
   });
 

@@ -142,6 +142,44 @@ describe('--kafka-config', () => {
       .config.kafkaProperties['enable.idempotence']).toBe('true');
   });
 
+  it("takes the Schema Registry's credentials from a Confluent client file, not as librdkafka properties", () => {
+    const file = propertiesFile('security.protocol=SASL_SSL\nschema.registry.url=https://sr.example\n'
+      + 'basic.auth.credentials.source=USER_INFO\nbasic.auth.user.info=reader:r3g-s3cret\n');
+    const { config, warnings } = run(['--kafka-config', file, '--schema-registry', 'https://sr.example']);
+    expect(config.kafkaProperties).toEqual({ 'security.protocol': 'SASL_SSL' });
+    expect(config.schemaRegistryBasicAuth).toBe('reader:r3g-s3cret');
+    expect(config.secrets).toContain('r3g-s3cret');
+    expect(warnings).toEqual([]);
+    // The flag wins over the file; the other spelling of the key is read too.
+    const other = propertiesFile('schema.registry.basic.auth.user.info=a:b\n');
+    expect(run(['--kafka-config', other, '--schema-registry', 'https://sr.example', '--schema-registry-basic-auth', 'c:d'])
+      .config.schemaRegistryBasicAuth).toBe('c:d');
+    expect(run(['--kafka-config', other, '--schema-registry', 'https://sr.example']).config.schemaRegistryBasicAuth).toBe('a:b');
+  });
+
+  it('uses the registry only when --schema-registry asks for it, and says so about the file', () => {
+    const file = propertiesFile('schema.registry.url=https://sr.example\nbasic.auth.user.info=reader:pw\n');
+    const { config, warnings } = run(['--kafka-config', file]);
+    expect([config.schemaRegistryUrl, config.schemaRegistryBasicAuth, config.inputFraming]).toEqual([undefined, undefined, 'none']);
+    expect(config.kafkaProperties).toEqual({});
+    expect(warnings).toEqual([`${file}:1: schema.registry.url is not used by itself: give --schema-registry `
+      + '(SCHEMA_REGISTRY_URL) to check input schemas against the registry']);
+  });
+
+  it("refuses registry credentials it cannot use, naming the file's line", () => {
+    const inherit = propertiesFile('sasl.username=u\nbasic.auth.credentials.source=SASL_INHERIT\n');
+    expect(error(['--kafka-config', inherit, '--schema-registry', 'https://sr.example'])).toBe(
+      `${inherit}:2: basic.auth.credentials.source=SASL_INHERIT is not supported: give the registry's credentials as `
+      + 'basic.auth.user.info=user:password (basic.auth.credentials.source=USER_INFO)');
+    const noColon = propertiesFile('basic.auth.user.info=justauser\n');
+    expect(error(['--kafka-config', noColon])).toBe(`${noColon}:1: invalid basic.auth.user.info: expected user:password`);
+  });
+
+  it("counts the registry's passwords as secrets, from the flag and from the URL", () => {
+    expect(run(['--schema-registry', 'https://u:url%2Fpw@sr.example', '--schema-registry-basic-auth', 'v:flag-pw'])
+      .config.secrets).toEqual(expect.arrayContaining(['flag-pw', 'url/pw', 'url%2Fpw']));
+  });
+
   it('warns once when the group or others may read the file', () => {
     const text = 'sasl.username=u\n';
     expect(run(['--kafka-config', propertiesFile(text, 0o600)]).warnings).toEqual([]);

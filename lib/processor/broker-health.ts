@@ -1,6 +1,6 @@
 /**
- * Whether the processor can reach the cluster, from librdkafka's statistics (once a second) and its
- * error events. An outage is logged once when it starts (the brokers, since when, librdkafka's
+ * Whether the processor can reach the cluster, from librdkafka's statistics (once a second, from the
+ * consumer and the main producer) and its error events. An outage is logged once when it starts (the brokers, since when, librdkafka's
  * reason), once a minute while it lasts, and once when it ends (its length); `xgb_stream_brokers_up`
  * and `/readyz` follow it. librdkafka reconnects by itself: this only makes the outage visible.
  */
@@ -12,6 +12,11 @@ import type { ProcessorMetrics } from '../metrics';
 const ERR_ALL_BROKERS_DOWN = CODES.ERRORS.ERR__ALL_BROKERS_DOWN;
 /** How often a lasting outage is logged again. */
 const REMINDER_MS = 60_000;
+/**
+ * A client's statistics older than this no longer count: the consumer's arrive only with a consume
+ * call, and a pipeline that has no room for more records makes none for a while.
+ */
+const STATS_FRESH_MS = 3_000;
 
 /** One broker as librdkafka's statistics describe it. */
 interface BrokerStats {
@@ -27,6 +32,8 @@ export class BrokerHealth {
   private lastReason = 'no broker connection is up';
   /** Client errors during the outage, folded into its lines rather than logged one by one. */
   private folded = 0;
+  /** Per client, whether its last statistics had a broker connection up, and when they came. */
+  private readonly clients = new Map<string, { up: boolean; at: number }>();
 
   constructor(private readonly brokers: string, private readonly log: Logger, private readonly metrics: ProcessorMetrics) {
     metrics.brokersUp.set({}, 1);
@@ -39,10 +46,11 @@ export class BrokerHealth {
   }
 
   /**
-   * librdkafka's statistics JSON: the cluster is reachable while a broker it learned from metadata
-   * (node id ≥ 0; bootstrap entries have -1) has its connection up.
+   * librdkafka's statistics JSON from `client`: the cluster is reachable while a client whose
+   * statistics are fresh has a connection up to a broker it learned from metadata (node id ≥ 0;
+   * bootstrap entries have -1).
    */
-  onStats(json: string, now = Date.now()): void {
+  onStats(json: string, client = 'consumer', now = Date.now()): void {
     let brokers: BrokerStats[];
     try {
       brokers = Object.values((JSON.parse(json) as { brokers?: Record<string, BrokerStats> }).brokers ?? {});
@@ -51,7 +59,10 @@ export class BrokerHealth {
     }
     const learned = brokers.filter((b) => b.nodeid >= 0);
     if (learned.length === 0) return;
-    this.update(learned.some((b) => b.state === 'UP'), now);
+    this.clients.set(client, { up: learned.some((b) => b.state === 'UP'), at: now });
+    let up = false;
+    for (const c of this.clients.values()) if (c.up && now - c.at <= STATS_FRESH_MS) up = true;
+    this.update(up, now);
   }
 
   /** A client error event: keeps librdkafka's reason, and "all brokers down" starts an outage at once. */

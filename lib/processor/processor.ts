@@ -178,7 +178,11 @@ export class StreamProcessor {
         // 10 s, as Kafka Streams sets it under exactly-once: a crashed instance that is not restarted
         // holds back read_committed readers of its output partitions for that long, not for a minute.
         ...(exactlyOnce ? { 'transactional.id': this.transactionalId, 'transaction.timeout.ms': 10_000 } : {}),
+        // The producer's statistics too (broker-health.ts): node-rdkafka polls it on a timer, while the
+        // consumer's arrive only with a consume call, which a full pipeline holds back.
+        'statistics.interval.ms': 1000,
         ...common,
+        'event_cb': true,
       },
       topic: { 'acks': -1, ...properties.topic },
     };
@@ -257,6 +261,7 @@ export class StreamProcessor {
     await connect(this.producer, 'producer', this.config.connectTimeoutMs);
     try {
       await ensureTopics(this.producer, this.config, this.log);
+      await this.scorer.prepareOutputs();
       if (this.exactlyOnce) await this.initTransactions(this.producer);
       if (this.shadowProducer) await connect(this.shadowProducer, 'shadow producer', this.config.connectTimeoutMs);
       await connect(this.consumer, 'consumer', this.config.connectTimeoutMs);
@@ -274,7 +279,7 @@ export class StreamProcessor {
     }
     this.consumer.on('event.error', (err) => this.onClientError('consumer', err));
     this.consumer.on('offset.commit', (err: LibrdKafkaError | null) => this.onCommitted(err));
-    this.consumer.on('event.stats', (stats: { message: string }) => this.health.onStats(stats.message));
+    this.consumer.on('event.stats', (stats: { message: string }) => this.health.onStats(stats.message, 'consumer'));
     // librdkafka's own debug log, asked for with -X debug=<contexts>.
     const librdkafkaLog = (client: string) => (entry: { fac: string; message: string }): void => {
       this.log.debug(`librdkafka ${client}`, { facility: entry.fac, detail: entry.message });
@@ -303,6 +308,7 @@ export class StreamProcessor {
   private watchProducer(producer: Producer): void {
     producer.setPollInterval(5);
     producer.on('event.error', (err) => this.onClientError('producer', err));
+    producer.on('event.stats', (stats: { message: string }) => this.health.onStats(stats.message, 'producer'));
     producer.on('event.log', (entry: { fac: string; message: string }) => {
       this.log.debug('librdkafka producer', { facility: entry.fac, detail: entry.message });
     });

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import {
   AdminClient, CODES, KafkaConsumer, Producer, type LibrdKafkaError, type Message, type MessageHeader, type Metadata,
 } from 'node-rdkafka';
+import { topicsVisible } from '../../scripts/harness';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -38,31 +39,7 @@ export async function createTopics(names: readonly string[], partitions = 1, boo
   } finally {
     admin.disconnect();
   }
-  await topicsVisible(names, partitions, bootstrap);
-}
-
-/**
- * Waits until the broker's metadata lists every topic with its partitions. A created topic reaches
- * the metadata a moment after the controller has acknowledged it, longer on a broker that has just
- * started, and the processor checks its topics there once, at start.
- */
-async function topicsVisible(names: readonly string[], partitions: number, bootstrap: string): Promise<void> {
-  const client = new Producer({ 'bootstrap.servers': bootstrap });
-  await new Promise<void>((resolve, reject) => client.connect({}, (err) => (err ? reject(err) : resolve())));
-  try {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const md = await new Promise<Metadata>((resolve, reject) =>
-        client.getMetadata({ allTopics: true, timeout: 10_000 }, (err, m) => (err ? reject(err) : resolve(m))));
-      const listed = new Map(md.topics.map((t) => [t.name, t.partitions.length]));
-      const missing = names.filter((n) => listed.get(n) !== partitions);
-      if (missing.length === 0) return;
-      if (Date.now() > deadline) throw new Error(`topics not in the broker's metadata after 30 s: ${missing.join(', ')}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  } finally {
-    await new Promise<void>((resolve) => client.disconnect(() => resolve()));
-  }
+  await topicsVisible(bootstrap, new Map(names.map((n) => [n, partitions])));
 }
 
 /** The four topics of one processor run, created fresh. */

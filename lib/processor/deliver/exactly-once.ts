@@ -159,6 +159,8 @@ export class ExactlyOnceDelivery implements Delivery {
   private deadline = Infinity;
   /** When fenced producers were replaced, within the last window. */
   private renewals: number[] = [];
+  /** Whether the group's offsets were sealed since the start; see {@link assigned}. */
+  private groupOffsetsSealed = false;
 
   constructor(private readonly ctx: TransactionalContext) {
     this.accounting = new OutputAccounting(ctx);
@@ -193,6 +195,39 @@ export class ExactlyOnceDelivery implements Delivery {
     if (this.stopped) return;
     await this.waiting.until(() => this.unsent === 0, deadline, () => this.ctx.owner.halted);
     await this.enqueue(() => this.commit('rebalance'));
+  }
+
+  /**
+   * On the first assignment after start, seals the group's partition of `__consumer_offsets` as
+   * {@link seal} seals the output partitions. The seal at start cannot reach it: only a member of the
+   * group may send offsets to a transaction. An offset commit that an earlier run of this instance
+   * left pending there (its ABORT marker skipped by a coordinator that had just restarted) makes every
+   * look-up of the committed offsets answer "unstable", and the consumer never starts fetching: seen
+   * after a broker restart, the processor assigned its partitions and then read nothing for minutes.
+   */
+  assigned(partitions: readonly number[]): void {
+    if (this.groupOffsetsSealed || partitions.length === 0) return;
+    this.groupOffsetsSealed = true;
+    void this.enqueue(() => this.sealGroupOffsets(partitions[0]));
+  }
+
+  /** One transaction that sends an offset of `partition` and is aborted: its marker ends what was pending. */
+  private async sealGroupOffsets(partition: number): Promise<void> {
+    if (this.stopped || this.finishing || this.ctx.owner.halted) return;
+    try {
+      await this.retrying('seal the group offsets', (cb) => this.producer.beginTransaction(cb));
+      // Never committed, so any offset does.
+      await this.retrying('seal the group offsets', (cb) => this.producer.sendOffsetsToTransaction(
+        [{ topic: this.ctx.inputTopic, partition, offset: 0 }], this.ctx.consumer, this.callTimeout(), cb));
+      await this.retrying('abort the sealing transaction', (cb) => this.producer.abortTransaction(this.callTimeout(), cb));
+      this.ctx.log.info('group offsets sealed', { partition });
+    } catch (err) {
+      // Best effort: the next assignment tries again. A transaction left open is aborted here; a
+      // fenced producer is found, and replaced, by the next transaction's begin.
+      this.groupOffsetsSealed = false;
+      this.ctx.log.warn('could not seal the group offsets', { partition, error: (err as Error).message });
+      await call((cb) => this.producer.abortTransaction(this.callTimeout(), cb)).catch(() => undefined);
+    }
   }
 
   async finish(_assigned: readonly number[], deadline: number): Promise<boolean> {

@@ -28,6 +28,8 @@ const COMMITTED_CALL_MS = 2_000;
 export interface Guarantee {
   /** Acknowledges and commits what was sent for `partitions` before they go (bounded by `deadline`). */
   release(partitions: readonly number[], deadline: number): Promise<void>;
+  /** Told of partitions just assigned, before anything of them is fetched. */
+  assigned?(partitions: readonly number[]): void;
 }
 
 /** Revocations as they stood when a fetch began: records of a partition revoked since are not processed. */
@@ -361,6 +363,7 @@ export class PartitionOwner {
         else consumer.assign(assignment);
         log.info('partitions assigned', { partitions, assigned: this.assignedPartitions });
         metrics.assignedPartitions.set({}, this.assigned.size);
+        this.guarantee?.assigned?.(partitions);
         if (delivered.size > 0) this.resumeAfterDelivered(delivered);
       } else if (err.code === CODES.ERRORS.ERR__REVOKE_PARTITIONS) {
         for (const p of partitions) {

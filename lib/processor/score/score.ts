@@ -9,7 +9,7 @@ import os from 'node:os';
 import type { Message } from 'node-rdkafka';
 import type { Classifier } from '../../classifier';
 import { encodeScoredRecord, type Contribution, type ScoredRecord } from '../../codec';
-import type { ProcessorConfig } from '../../config';
+import { ConfigError, type ProcessorConfig } from '../../config';
 import type { Logger } from '../../log';
 import type { ProcessorMetrics } from '../../metrics';
 import type { DecodeResult } from '../../input/decoded';
@@ -141,6 +141,20 @@ export class BatchScorer {
       return await this.scoreWith(model, messages);
     } finally {
       model.release();
+    }
+  }
+
+  /**
+   * Registers the output schema (--output-framing confluent) before anything is read: a registry that
+   * refuses it (incompatible with the subject, no rights) stops the start like a bad setting, rather than
+   * the first batch. Tried again while the registry cannot be reached.
+   */
+  async prepareOutputs(): Promise<void> {
+    if (!this.outputFraming) return;
+    try {
+      await this.outputFraming.prepare();
+    } catch (err) {
+      throw new ConfigError(`--output-framing confluent: ${(err as Error).message}`);
     }
   }
 
