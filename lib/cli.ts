@@ -117,9 +117,7 @@ async function main(): Promise<number> {
       return EXIT.usage;
     }
     try {
-      // A bench knob, as passthrough is: the native loop's acknowledgement, per batch flush or pipelined.
-      const pipelined = process.env.XGB_STREAM_NATIVE_PIPELINED === '1';
-      processor = new NativeDataPathProcessor({ config, classifier, logger: log, metrics, pipelined });
+      processor = new NativeDataPathProcessor({ config, classifier, logger: log, metrics });
     } catch (err) {
       say(`--data-path native: ${(err as Error).message}`);
       classifier.close();

@@ -104,11 +104,6 @@ export interface NativeDataPathOptions {
   modelVersion: string;
   batchSize: number;
   maxOutputBytes: number;
-  /**
-   * false: each batch is flushed before the next is fetched. true: the next batch is scored while the
-   * last is acknowledged; offsets are stored from per-output delivery reports, batches in order.
-   */
-  pipelined: boolean;
   /** At start, the longest wait for the cluster's metadata. */
   connectTimeoutMs: number;
   /** From a stop request, the longest wait for the batch in hand to be delivered. */
@@ -126,10 +121,12 @@ export interface NativeDataPathStats {
   regular: number;
   /** Dead letters by reason code; reasons with none are absent. */
   deadLetters: Record<string, number>;
+  /** Records with no output at all (not even a dead-letter copy fits), by reason; reasons with none are absent. */
+  skipped: Record<string, number>;
   batches: number;
   predictCalls: number;
   predictSeconds: number;
-  /** Time waiting in the flush that ends each batch. */
+  /** Time waiting for the broker's acknowledgements with nothing else to do (a full pipeline, a stop). */
   flushSeconds: number;
   deliveryFailures: number;
   commitFailures: number;
@@ -145,6 +142,29 @@ export interface NativeLogLine {
   fields: Record<string, string | number>;
 }
 
+/** A Kafka client's error event, as librdkafka's error callback gave it. */
+export interface NativeClientError {
+  client: 'producer' | 'consumer';
+  code: number;
+  message: string;
+  fatal: boolean;
+}
+
+/** What the loop queued since the last collection. */
+export interface NativeCollected {
+  lines: NativeLogLine[];
+  /** Log lines the loop dropped for want of room. */
+  dropped: number;
+  errors: NativeClientError[];
+  /** Per prediction, flattened: its rows, then its duration in seconds. */
+  batches: Float64Array;
+  /** Per delivered output: milliseconds from its input's timestamp to its delivery report. */
+  endToEndMs: Float32Array;
+  /** Each client's latest statistics JSON, absent when none came. */
+  producerStats?: string;
+  consumerStats?: string;
+}
+
 /** The loop over librdkafka and libxgboost of native/datapath/, one per processor. */
 export interface NativeDataPath {
   start(): void;
@@ -153,10 +173,8 @@ export interface NativeDataPath {
   /** `running` false once the loop has ended; `failure` says why when it ended by itself. */
   state(): { running: boolean; failure?: string };
   stats(): NativeDataPathStats;
-  /** The log lines since the last call, and how many the loop dropped for want of room. */
-  takeLog(): { lines: NativeLogLine[]; dropped: number };
-  /** Per prediction since the last call, flattened: its rows, then its duration in seconds. */
-  takeBatches(): Float64Array;
+  /** What the loop queued since the last call. */
+  collect(): NativeCollected;
   numFeatures(): number;
 }
 

@@ -3,13 +3,16 @@
  * JavaScript path (scores, routing, keys, the `float` value and its provenance header), the same dead
  * letters, offsets committed on SIGTERM, and every setting it does not implement refused by name.
  */
+import { AdminClient } from 'node-rdkafka';
 import { Classifier } from '../lib/classifier';
 import { encodePredictRequest } from '../lib/codec';
 import {
-  Collector, ProcessorProcess, committedOffsets, createTopicSet, createTopics, header, outputTopics, produceAll, readToEnd, runCli,
+  Collector, ProcessorProcess, brokers, committedOffsets, createTopicSet, createTopics, header, outputTopics, produceAll, readToEnd, runCli,
   topicFlags, uniqueName, type OutgoingRecord, type TopicSet,
 } from './helpers/kafka';
 import { MODEL_PATH, loadReference, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
+import { freePort, get, sample } from './helpers/http';
+import { until } from './helpers/in-process';
 
 const NATIVE = ['--data-path', 'native', '--output-format', 'float'];
 
@@ -76,13 +79,39 @@ async function runUntil(topics: TopicSet, args: readonly string[], count: number
   }
 }
 
-/** The two ways the loop acknowledges a batch: a flush per batch, or delivery reports while the next is scored. */
-const ACKNOWLEDGEMENTS: Array<[string, Record<string, string>]> = [
-  ['flushing each batch', {}],
-  ['pipelined (XGB_STREAM_NATIVE_PIPELINED=1)', { XGB_STREAM_NATIVE_PIPELINED: '1' }],
-];
+/** Output topics that admit records up to `maxBytes` (the broker's max.message.bytes), and an input topic. */
+async function topicsWithLimit(prefix: string, maxBytes: number, deadLetterToo: boolean): Promise<TopicSet> {
+  const base = uniqueName(prefix);
+  const topics = { input: `${base}-in`, suspicious: `${base}-suspicious`, regular: `${base}-regular`, deadLetter: `${base}-in.dlq` };
+  await createTopics([topics.input]);
+  await createTopics([topics.suspicious, topics.regular], 1, undefined, { 'max.message.bytes': String(maxBytes) });
+  await createTopics([topics.deadLetter], 1, undefined, deadLetterToo ? { 'max.message.bytes': String(maxBytes) } : {});
+  return topics;
+}
 
-describe.each(ACKNOWLEDGEMENTS)('native data path on a real broker, %s', (_, env) => {
+async function deleteTopics(names: readonly string[]): Promise<void> {
+  const admin = AdminClient.create({ 'bootstrap.servers': brokers() });
+  try {
+    for (const topic of names) {
+      await new Promise<void>((resolve, reject) => admin.deleteTopic(topic, 30_000, (err) => (err ? reject(err) : resolve())));
+    }
+  } finally {
+    admin.disconnect();
+  }
+}
+
+/** lib/processor/score/output.ts's size estimate of a record as delivered. */
+function recordBytes(m: { key?: Buffer | null; value?: Buffer | null; headers?: Array<Record<string, string | Buffer>> }): number {
+  let n = 61 + 32 + (m.key?.length ?? 0) + (m.value?.length ?? 0);
+  for (const h of m.headers ?? []) {
+    for (const [k, v] of Object.entries(h)) n += 10 + Buffer.byteLength(k) + Buffer.byteLength(v);
+  }
+  return n;
+}
+
+const env: Record<string, string> = {};
+
+describe('native data path on a real broker', () => {
   it('scores 5,000 records once each, as the JavaScript path and Python do, and commits every offset on SIGTERM', async () => {
     const n = 5000;
     const topics = await createTopicSet('native-route', 2);
@@ -219,9 +248,8 @@ describe.each(ACKNOWLEDGEMENTS)('native data path on a real broker, %s', (_, env
     const group = ['--group-id', uniqueName('g-native-handover')];
     await produceAll(topics.input, requests(n, 'h', 2));
     const progress = await Collector.start(outputTopics(topics));
-    // Small batches, so that the stream is still running when the second instance joins.
-    const batch = env.XGB_STREAM_NATIVE_PIPELINED ? '1' : '20';
-    const args = ['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group, '--batch-size', batch];
+    // Batches of one record, so that the stream is still running when the second instance joins.
+    const args = ['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group, '--batch-size', '1'];
     const first = ProcessorProcess.start(args, env);
     let second: ProcessorProcess | undefined;
     try {
@@ -247,19 +275,144 @@ describe.each(ACKNOWLEDGEMENTS)('native data path on a real broker, %s', (_, env
   });
 
   it('exits 1 without storing an offset when an output cannot be delivered', async () => {
-    const base = uniqueName('native-undeliverable');
-    const topics = { input: `${base}-in`, suspicious: `${base}-suspicious`, regular: `${base}-regular`, deadLetter: `${base}-in.dlq` };
-    await createTopics([topics.input]);
-    // Output topics that refuse every output: each is larger than their max.message.bytes.
-    await createTopics([topics.suspicious, topics.regular, topics.deadLetter], 1, undefined, { 'max.message.bytes': '64' });
+    const topics = await createTopicSet('native-undeliverable');
     const group = uniqueName('g-native-undeliverable');
-    await produceAll(topics.input, requests(50, 'u'));
-    const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, '--group-id', group], env);
-    const exit = await Promise.race([p.exited, new Promise((resolve) => setTimeout(resolve, 60_000, 'still running'))]);
-    if (exit === 'still running') await p.kill('SIGKILL');
-    expect(exit).toEqual({ code: 1, signal: null });
-    expect(p.stderr).toContain('"message":"the native data path failed"');
+    const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, '--group-id', group,
+      '-X', 'message.timeout.ms=3000', '--shutdown-timeout-ms', '5000'], env);
+    let exit: unknown;
+    try {
+      await p.waitForLog('"message":"partitions assigned"', 60_000);
+      // The scored outputs' topics gone (and the cluster creates no topic): no output can be delivered.
+      await deleteTopics([topics.suspicious, topics.regular]);
+      await produceAll(topics.input, requests(50, 'u'));
+      exit = await Promise.race([p.exited, new Promise((resolve) => setTimeout(resolve, 60_000, 'still running'))]);
+    } finally {
+      if (p.child.exitCode === null && p.child.signalCode === null) await p.kill('SIGKILL');
+    }
+    if (JSON.stringify(exit) !== JSON.stringify({ code: 1, signal: null })) throw new Error(`exit ${JSON.stringify(exit)}\n${p.stderr}`);
+    expect(p.stderr).toMatch(/"message":"the native data path failed","error":"delivery of \d+ output\(s\) failed: _(MSG_TIMED_OUT|UNKNOWN_TOPIC) \(/);
     expect(await committedOffsets(group, topics.input, 1)).toEqual([-1001]);
+  });
+
+  it('dead-letters an output over --max-message-bytes, cuts a copy over it, and skips and counts what cannot fit at all', async () => {
+    const limit = 20_000;
+    const topics = await createTopicSet('native-limits');
+    const features = (i: number): number[] => row(vectors, i);
+    const request = (key: string, recordID: string, i: number): OutgoingRecord => (
+      { key, value: encodePredictRequest({ recordID, featuresVector: features(i) }) });
+    const hugeKey = 'K'.repeat(limit + 1_000);
+    const undecodable = Buffer.alloc(30_000, 0xff);
+    const input: OutgoingRecord[] = [
+      request('v0', 'v0', 0),
+      // Scored, its output is keyed by the recordID: over the limit.
+      request('long', 'L'.repeat(24_000), 1),
+      request('v1', 'v1', 2),
+      // The same, but the input's key alone is over the limit: not even an empty copy fits.
+      request(hugeKey, 'M'.repeat(24_000), 3),
+      request('v2', 'v2', 4),
+      // Undecodable, with a key over the limit: skipped too.
+      { key: `U${hugeKey}`, value: Buffer.from('x') },
+      request('v3', 'v3', 5),
+      // Undecodable and over the limit: its copy is cut to fit.
+      { key: 'cut', value: undecodable },
+      request('v4', 'v4', 6),
+    ];
+    await produceAll(topics.input, input);
+    const port = await freePort();
+    const progress = await Collector.start(outputTopics(topics));
+    const group = uniqueName('g-native-limits');
+    const p = ProcessorProcess.start(['--log-level', 'info', '--metrics-port', String(port), ...topicFlags(topics), ...NATIVE,
+      '--group-id', group, '--max-message-bytes', String(limit), '--max-record-id-bytes', '30000'], env);
+    let metrics = '';
+    try {
+      await progress.waitFor(input.length - 2, 60_000);
+      await until('every record counted', async () => {
+        metrics = (await get(port, '/metrics')).body;
+        return sample(metrics, 'xgb_stream_records_in_total') === input.length;
+      }, 30_000);
+      expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${p.stderr}`);
+    } finally {
+      await progress.stop();
+      if (p.child.exitCode === null) await p.kill('SIGKILL');
+    }
+    const all = await readToEnd(outputTopics(topics));
+    expect(all.map((m) => m.key!.toString().slice(0, 8)).sort()).toEqual(['cut', 'long', 'v0', 'v1', 'v2', 'v3', 'v4']);
+    const byKey = new Map(all.map((m) => [m.key!.toString(), m]));
+    for (const [id, i] of [['v0', 0], ['v1', 2], ['v2', 4], ['v3', 5], ['v4', 6]] as const) {
+      const m = byKey.get(id)!;
+      const score = reference.predict(features(i));
+      expect(m.topic).toBe(score >= vectors.threshold ? topics.suspicious : topics.regular);
+      expect(m.value!.toString('hex')).toBe(floatValue(score));
+    }
+    const long = byKey.get('long')!;
+    expect(long.topic).toBe(topics.deadLetter);
+    expect(header(long, 'xgb.error.reason')).toBe('output-too-large');
+    const longOutput = 61 + 32 + 24_000 + 4 + 10 + 'xgb.provenance'.length + `${topics.input}/0/1 ${vectors.modelVersion}`.length;
+    expect(header(long, 'xgb.error.message')).toBe(`the scored output is ${longOutput} bytes, more than the 20000-byte limit`);
+    // Its copy holds the recordID too: cut to fit.
+    expect(header(long, 'xgb.error.truncated')).toBe('true');
+    expect(header(long, 'xgb.error.original-size')).toBe(String(input[1].value!.length));
+    expect(recordBytes(long as never)).toBe(limit);
+    expect(Buffer.compare(long.value!, input[1].value!.subarray(0, long.value!.length))).toBe(0);
+
+    const cut = byKey.get('cut')!;
+    expect(cut.topic).toBe(topics.deadLetter);
+    expect(header(cut, 'xgb.error.reason')).toBe('undecodable');
+    expect(header(cut, 'xgb.error.truncated')).toBe('true');
+    expect(header(cut, 'xgb.error.original-size')).toBe('30000');
+    // Cut to the byte where the copy's estimate meets the limit, as the node path cuts it.
+    expect(recordBytes(cut as never)).toBe(limit);
+    expect(Buffer.compare(cut.value!, undecodable.subarray(0, cut.value!.length))).toBe(0);
+
+    const skipped = p.stderr.split('\n').filter((l) => l.includes('"message":"record skipped: no output fits"'))
+      .map((l) => JSON.parse(l));
+    expect(skipped).toEqual([
+      expect.objectContaining({ level: 'error', topic: topics.input, partition: 0, offset: 3, keyBytes: hugeKey.length,
+        keyPrefix: 'K'.repeat(64), reason: 'output-too-large' }),
+      expect.objectContaining({ level: 'error', topic: topics.input, partition: 0, offset: 5, keyBytes: hugeKey.length + 1,
+        keyPrefix: `U${'K'.repeat(63)}`, valueBytes: 1, reason: 'undecodable' }),
+    ]);
+    expect(sample(metrics, 'xgb_stream_records_skipped_total{reason="output-too-large"}')).toBe(1);
+    expect(sample(metrics, 'xgb_stream_records_skipped_total{reason="undecodable"}')).toBe(1);
+    expect(sample(metrics, 'xgb_stream_dead_letters_total{reason="output-too-large"}')).toBe(1);
+    expect(sample(metrics, 'xgb_stream_dead_letters_total{reason="undecodable"}')).toBe(1);
+    expect(sample(metrics, 'xgb_stream_end_to_end_latency_seconds_count')).toBe(input.length - 2);
+    expect(await committedOffsets(group, topics.input, 1)).toEqual([input.length]);
+  });
+
+  it('dead-letters an output the broker refuses, and a refused dead letter is skipped; the stream goes on', async () => {
+    const topics = await topicsWithLimit('native-refused', 100_000, true);
+    const note = 'n'.repeat(150_000);
+    // Its output carries the input's headers: over the output topics' limit, under --max-message-bytes.
+    const big: OutgoingRecord = { key: 'big', value: encodePredictRequest({ recordID: 'big', featuresVector: row(vectors, 0) }),
+      headers: [{ note }] };
+    const after = requests(3, 'a');
+    const progress = await Collector.start(outputTopics(topics));
+    const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE], env);
+    try {
+      await produceAll(topics.input, [big]);
+      // Refused as a scored output, then as a dead letter (the dead-letter topic has the same limit).
+      await p.waitForLog('"message":"record skipped: no output fits"', 60_000);
+      // The records after it are not held up by it.
+      await produceAll(topics.input, after);
+      await progress.waitFor(after.length, 60_000);
+      expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${p.stderr}`);
+    } finally {
+      await progress.stop();
+      if (p.child.exitCode === null) await p.kill('SIGKILL');
+    }
+    const refusals = p.stderr.split('\n').filter((l) => l.includes('"message":"output refused"')).map((l) => JSON.parse(l));
+    expect(refusals.map((r) => r.topic)).toEqual([expect.stringMatching(/-(suspicious|regular)$/), topics.deadLetter]);
+    expect(refusals[0]).toMatchObject({ level: 'warn', sourcePartition: 0, sourceOffset: 0, code: 'MSG_SIZE_TOO_LARGE' });
+    const skipped = JSON.parse(p.stderr.split('\n').find((l) => l.includes('"message":"record skipped: no output fits"'))!);
+    expect(skipped).toMatchObject({ level: 'error', offset: 0, keyPrefix: 'big', reason: 'output-too-large',
+      error: `the output was refused: ${refusals[1].error}; the output topics' limit may be below --max-message-bytes` });
+    const all = await readToEnd(outputTopics(topics));
+    expect(all.map((m) => m.key!.toString()).sort()).toEqual(['a-0', 'a-1', 'a-2']);
   });
 
   it('exits 1 at start, naming a missing topic', async () => {

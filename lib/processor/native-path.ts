@@ -4,11 +4,13 @@
  * counters into the processor's metrics and its log lines into the logger. JavaScript never sees a record.
  */
 import * as path from 'node:path';
+import { CODES } from 'node-rdkafka';
 import type { ProcessorConfig } from '../config';
 import { EXIT } from '../exit';
 import type { Logger } from '../log';
 import type { ProcessorMetrics } from '../metrics';
-import { loadDataPathAddon, type NativeDataPath, type NativeDataPathStats } from '../native';
+import { loadDataPathAddon, type NativeClientError, type NativeDataPath, type NativeDataPathStats } from '../native';
+import { BrokerHealth } from './broker-health';
 import { splitKafkaProperties } from './kafka-properties';
 import { ServingModel, type ServedClassifier } from './model/serving-model';
 
@@ -19,6 +21,14 @@ const LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000;
  * scrape is at most this stale, rarely enough to cost nothing next to the loop.
  */
 const POLL_MS = 250;
+/**
+ * Past --shutdown-timeout-ms (the loop's own bound on the outputs' delivery), how long a stop waits
+ * for the commit and the consumer's close before it gives up on them: the records since the last
+ * commit are then read again after a restart (at least once).
+ */
+const CLOSE_GRACE_MS = 5_000;
+/** librdkafka's connection errors: folded into the broker health's outage lines. */
+const CONNECTION_ERRORS: ReadonlySet<number> = new Set([CODES.ERRORS.ERR__TRANSPORT, CODES.ERRORS.ERR__ALL_BROKERS_DOWN]);
 
 /** What the native data path needs from outside. */
 export interface NativePathOptions {
@@ -27,8 +37,6 @@ export interface NativePathOptions {
   readonly classifier: ServedClassifier;
   readonly logger: Logger;
   readonly metrics: ProcessorMetrics;
-  /** Score the next batch while the broker acknowledges the last (the bench's XGB_STREAM_NATIVE_PIPELINED=1). */
-  readonly pipelined?: boolean;
 }
 
 /** Runs and watches the native loop; the readiness source of the metrics endpoint. */
@@ -38,7 +46,8 @@ export class NativeDataPathProcessor {
   private readonly metrics: ProcessorMetrics;
   private readonly serving: ServingModel;
   private readonly loop: NativeDataPath;
-  private readonly pipelined: boolean;
+  private readonly health: BrokerHealth;
+  private readonly endToEnd: { observe(value: number): void };
   private timer: NodeJS.Timeout | undefined;
   private last: NativeDataPathStats | undefined;
   private stopping = false;
@@ -48,11 +57,12 @@ export class NativeDataPathProcessor {
   readonly finished: Promise<number> = new Promise((resolve) => { this.resolveFinished = resolve; });
 
   constructor(options: NativePathOptions) {
-    const { config, classifier, logger, metrics, pipelined = false } = options;
+    const { config, classifier, logger, metrics } = options;
     this.config = config;
-    this.pipelined = pipelined;
     this.log = logger;
     this.metrics = metrics;
+    this.health = new BrokerHealth(config.brokers, logger, metrics);
+    this.endToEnd = metrics.endToEndSeconds.child();
     this.serving = new ServingModel(classifier, config.threshold, false);
     metrics.modelInfo.set(this.serving.infoLabels, 1);
     const properties = splitKafkaProperties(config.kafkaProperties);
@@ -74,7 +84,6 @@ export class NativeDataPathProcessor {
       maxOutputBytes: Math.min(config.maxMessageBytes, producerMax),
       shutdownTimeoutMs: config.shutdownTimeoutMs,
       connectTimeoutMs: config.connectTimeoutMs,
-      pipelined,
       rejectMissing: config.rejectMissing,
       maxRecordIdBytes: config.maxRecordIdBytes,
       // Set on the global configuration, which takes topic-level properties too: there is no
@@ -99,11 +108,11 @@ export class NativeDataPathProcessor {
   }
 
   get ready(): boolean {
-    return !this.stopping && this.assignedPartitions.length > 0;
+    return !this.stopping && this.assignedPartitions.length > 0 && this.health.outage === undefined;
   }
 
   get notReadyReason(): string | undefined {
-    return this.stopping ? 'stopping' : undefined;
+    return this.stopping ? 'stopping' : this.health.outage;
   }
 
   /** The loop measures lag itself, about once a second; a scrape takes the latest. */
@@ -115,7 +124,7 @@ export class NativeDataPathProcessor {
   async start(): Promise<void> {
     this.loop.start();
     this.log.info('processor started', {
-      dataPath: 'native', pipelined: this.pipelined, brokers: this.config.brokers, inputTopic: this.config.inputTopic, groupId: this.config.groupId,
+      dataPath: 'native', brokers: this.config.brokers, inputTopic: this.config.inputTopic, groupId: this.config.groupId,
       threshold: this.threshold, modelVersion: this.modelVersion, batchSize: this.config.batchSize,
       guarantee: this.config.guarantee,
     });
@@ -131,9 +140,23 @@ export class NativeDataPathProcessor {
   private async stopLoop(status: number): Promise<number> {
     this.stopping = true;
     if (this.timer !== undefined) clearInterval(this.timer);
-    await this.loop.stop();
+    const boundMs = this.config.shutdownTimeoutMs + CLOSE_GRACE_MS;
+    let bound: NodeJS.Timeout | undefined;
+    const stoppedInTime = await Promise.race([
+      this.loop.stop().then(() => true),
+      new Promise<boolean>((resolve) => { bound = setTimeout(resolve, boundMs, false); }),
+    ]);
+    clearTimeout(bound);
     this.collect();
-    const failure = this.loop.state().failure;
+    if (!stoppedInTime) {
+      // A librdkafka call that does not return (a consumer close in the middle of a rebalance with the
+      // cluster in trouble): what the loop did not commit is read again after a restart.
+      this.log.error('the native data path did not stop in time', {
+        waitedMs: boundMs, shutdownTimeoutMs: this.config.shutdownTimeoutMs,
+      });
+    }
+    const failure = this.loop.state().failure
+      ?? (stoppedInTime ? undefined : `the loop did not stop within ${boundMs} ms`);
     const code = failure !== undefined ? EXIT.failure : status;
     if (failure !== undefined) this.log.error('the native data path failed', { error: failure });
     this.log.info('processor stopped', { exitCode: code });
@@ -141,23 +164,50 @@ export class NativeDataPathProcessor {
     return code;
   }
 
-  /** Collects, and notices a loop that ended by itself (a failed delivery, a fatal client error). */
+  /**
+   * Collects, and notices a loop that failed (a failed delivery, a fatal client error) or ended by
+   * itself: its stop is then bounded as a requested one is, even when the loop's own close hangs.
+   */
   private watch(): void {
     this.collect();
-    if (!this.stopping && !this.loop.state().running) void this.stop();
+    const state = this.loop.state();
+    if (!this.stopping && (!state.running || state.failure !== undefined)) void this.stop();
   }
 
-  /** Moves the loop's log lines into the logger and its counters' increments into the metrics. */
+  /**
+   * Moves what the loop queued into the logger, the broker health and the metrics, and its counters'
+   * increments into the metrics.
+   */
   private collect(): void {
-    const { lines, dropped } = this.loop.takeLog();
-    for (const line of lines) this.log[line.level](line.message, line.fields);
-    if (dropped > 0) this.log.warn('native data path log lines dropped', { dropped });
-    const batches = this.loop.takeBatches();
-    for (let i = 0; i < batches.length; i += 2) {
-      this.metrics.batchSize.observe(batches[i]);
-      this.metrics.inferenceSeconds.observe(batches[i + 1]);
+    const got = this.loop.collect();
+    for (const line of got.lines) this.log[line.level](line.message, line.fields);
+    if (got.dropped > 0) this.log.warn('native data path log lines dropped', { dropped: got.dropped });
+    for (const err of got.errors) this.onClientError(err);
+    const now = Date.now();
+    if (got.producerStats !== undefined) this.health.onStats(got.producerStats, 'producer', now);
+    if (got.consumerStats !== undefined) this.health.onStats(got.consumerStats, 'consumer', now);
+    for (let i = 0; i < got.batches.length; i += 2) {
+      this.metrics.batchSize.observe(got.batches[i]);
+      this.metrics.inferenceSeconds.observe(got.batches[i + 1]);
     }
-    const now = this.loop.stats();
+    for (const ms of got.endToEndMs) this.endToEnd.observe(ms / 1000);
+    this.count(this.loop.stats());
+  }
+
+  /** As the node path: a fatal error was already the loop's failure; connection errors go to the outage's lines. */
+  private onClientError(err: NativeClientError): void {
+    this.health.onError(err);
+    if (err.fatal) {
+      this.log.error(`${err.client} error`, { error: err.message, code: err.code, fatal: true });
+    } else if (this.health.outage !== undefined || CONNECTION_ERRORS.has(err.code)) {
+      this.health.fold(err);
+      this.log.debug(`${err.client} error`, { error: err.message, code: err.code });
+    } else {
+      this.log.warn(`${err.client} error`, { error: err.message, code: err.code });
+    }
+  }
+
+  private count(now: NativeDataPathStats): void {
     const before = this.last;
     const delta = (a: number, b: number | undefined): number => a - (b ?? 0);
     const m = this.metrics;
@@ -172,6 +222,10 @@ export class NativeDataPathProcessor {
     }
     const deadBefore = Object.values(before?.deadLetters ?? {}).reduce((a, b) => a + b, 0);
     m.recordsOut.inc({ topic: this.config.deadLetterTopic }, deadLetters - deadBefore);
+    for (const [reason, n] of Object.entries(now.skipped)) {
+      const d = delta(n, before?.skipped[reason]);
+      if (d > 0) m.recordsSkipped.inc({ reason }, d);
+    }
     m.deliveryFailures.inc({}, delta(now.deliveryFailures, before?.deliveryFailures));
     m.commitFailures.inc({}, delta(now.commitFailures, before?.commitFailures));
     m.assignedPartitions.set({}, now.assignedPartitions.length);

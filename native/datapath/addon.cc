@@ -45,7 +45,6 @@ Options ReadOptions(const Napi::Object& o) {
   options.max_output_bytes = static_cast<std::size_t>(Number(o, "maxOutputBytes"));
   options.shutdown_timeout_ms = static_cast<std::int64_t>(Number(o, "shutdownTimeoutMs"));
   options.connect_timeout_ms = static_cast<int>(Number(o, "connectTimeoutMs"));
-  options.pipelined = o.Get("pipelined").ToBoolean().Value();
   options.rules.reject_missing = o.Get("rejectMissing").ToBoolean().Value();
   options.rules.max_record_id_bytes = static_cast<std::size_t>(Number(o, "maxRecordIdBytes"));
   const Napi::Value props = o.Get("kafkaProperties");
@@ -83,8 +82,7 @@ class DataPathWrap : public Napi::ObjectWrap<DataPathWrap> {
     return DefineClass(env, "DataPath",
                        {InstanceMethod<&DataPathWrap::Start>("start"), InstanceMethod<&DataPathWrap::Stop>("stop"),
                         InstanceMethod<&DataPathWrap::State>("state"), InstanceMethod<&DataPathWrap::Stats>("stats"),
-                        InstanceMethod<&DataPathWrap::TakeLog>("takeLog"),
-                        InstanceMethod<&DataPathWrap::TakeBatches>("takeBatches"),
+                        InstanceMethod<&DataPathWrap::Collect>("collect"),
                         InstanceMethod<&DataPathWrap::NumFeatures>("numFeatures")});
   }
 
@@ -132,6 +130,11 @@ class DataPathWrap : public Napi::ObjectWrap<DataPathWrap> {
       if (c.dead_letters[k] > 0) dead.Set(ReasonCode(static_cast<Reason>(k)), static_cast<double>(c.dead_letters[k]));
     }
     out.Set("deadLetters", dead);
+    Napi::Object skipped = Napi::Object::New(env);
+    for (std::size_t k = 0; k < kReasonCount; ++k) {
+      if (c.skipped[k] > 0) skipped.Set(ReasonCode(static_cast<Reason>(k)), static_cast<double>(c.skipped[k]));
+    }
+    out.Set("skipped", skipped);
     out.Set("batches", static_cast<double>(c.batches));
     out.Set("predictCalls", static_cast<double>(c.predict_calls));
     out.Set("predictSeconds", static_cast<double>(c.predict_ns) / 1e9);
@@ -149,16 +152,18 @@ class DataPathWrap : public Napi::ObjectWrap<DataPathWrap> {
     return out;
   }
 
-  Napi::Value TakeLog(const Napi::CallbackInfo& info) {
+  // What the loop queued since the last call: log lines, client errors, per-batch samples, end-to-end
+  // latencies and the clients' latest statistics.
+  Napi::Value Collect(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    auto [entries, dropped] = path_->TakeLog();
-    Napi::Array lines = Napi::Array::New(env, entries.size());
-    for (std::size_t i = 0; i < entries.size(); ++i) {
+    Collected c = path_->Collect();
+    Napi::Array lines = Napi::Array::New(env, c.log.size());
+    for (std::size_t i = 0; i < c.log.size(); ++i) {
       Napi::Object line = Napi::Object::New(env);
-      line.Set("level", entries[i].level);
-      line.Set("message", entries[i].message);
+      line.Set("level", c.log[i].level);
+      line.Set("message", c.log[i].message);
       Napi::Object fields = Napi::Object::New(env);
-      for (const LogField& f : entries[i].fields) {
+      for (const LogField& f : c.log[i].fields) {
         if (f.number) {
           fields.Set(f.key, Napi::Number::New(env, std::stod(f.text)));
         } else {
@@ -168,21 +173,31 @@ class DataPathWrap : public Napi::ObjectWrap<DataPathWrap> {
       line.Set("fields", fields);
       lines.Set(static_cast<std::uint32_t>(i), line);
     }
+    Napi::Array errors = Napi::Array::New(env, c.errors.size());
+    for (std::size_t i = 0; i < c.errors.size(); ++i) {
+      Napi::Object e = Napi::Object::New(env);
+      e.Set("client", c.errors[i].client);
+      e.Set("code", c.errors[i].code);
+      e.Set("message", c.errors[i].reason);
+      e.Set("fatal", c.errors[i].fatal);
+      errors.Set(static_cast<std::uint32_t>(i), e);
+    }
+    // [rows, predictSeconds] pairs, flattened: one array for any number of batches.
+    Napi::Float64Array batches = Napi::Float64Array::New(env, c.batches.size() * 2);
+    for (std::size_t i = 0; i < c.batches.size(); ++i) {
+      batches[2 * i] = c.batches[i].first;
+      batches[2 * i + 1] = static_cast<double>(c.batches[i].second) / 1e9;
+    }
+    Napi::Float32Array latencies = Napi::Float32Array::New(env, c.end_to_end_ms.size());
+    std::copy(c.end_to_end_ms.begin(), c.end_to_end_ms.end(), latencies.Data());
     Napi::Object out = Napi::Object::New(env);
     out.Set("lines", lines);
-    out.Set("dropped", static_cast<double>(dropped));
-    return out;
-  }
-
-  // [rows, predictSeconds] pairs, flattened: one array for any number of batches.
-  Napi::Value TakeBatches(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const auto batches = path_->TakeBatches();
-    Napi::Float64Array out = Napi::Float64Array::New(env, batches.size() * 2);
-    for (std::size_t i = 0; i < batches.size(); ++i) {
-      out[2 * i] = batches[i].first;
-      out[2 * i + 1] = static_cast<double>(batches[i].second) / 1e9;
-    }
+    out.Set("dropped", static_cast<double>(c.log_dropped));
+    out.Set("errors", errors);
+    out.Set("batches", batches);
+    out.Set("endToEndMs", latencies);
+    if (!c.producer_stats.empty()) out.Set("producerStats", c.producer_stats);
+    if (!c.consumer_stats.empty()) out.Set("consumerStats", c.consumer_stats);
     return out;
   }
 

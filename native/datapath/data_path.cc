@@ -17,6 +17,13 @@ constexpr const char* kSourcePartition = "xgb.source.partition";
 constexpr const char* kSourceOffset = "xgb.source.offset";
 constexpr const char* kErrorReason = "xgb.error.reason";
 constexpr const char* kErrorMessage = "xgb.error.message";
+constexpr const char* kErrorOriginalSize = "xgb.error.original-size";
+constexpr const char* kErrorTruncated = "xgb.error.truncated";
+
+// lib/processor/score/output.ts's upper estimate of a record's size on the wire, against the limit:
+// a record batch header and the record's own framing, and per header its varint lengths.
+constexpr std::size_t kRecordOverheadBytes = 61 + 32;
+constexpr std::size_t kHeaderOverheadBytes = 10;
 
 // lib/classifier.ts's split: up to this many rows, one in-place call per row is cheaper on
 // libxgboost 3.4 than one call for all of them (README, "Small batches").
@@ -25,12 +32,16 @@ constexpr std::size_t kRowByRowMaxRows = 4;
 constexpr int kPredictAttempts = 3;
 // The first record of a batch is waited for this long, so that a stop request is seen as often.
 constexpr int kFetchWaitMs = 100;
-// Pipelined: with batches awaiting their delivery reports, the loop comes back this often to serve them.
+// With batches awaiting their delivery reports, the loop comes back this often to serve them.
 constexpr int kFetchWaitInFlightMs = 5;
-// Pipelined: batches handed to the producer before the loop waits for the oldest to be acknowledged.
+// Batches handed to the producer before the loop waits for the oldest to be acknowledged: bounds what
+// a crash makes the next owner score again, and the producer's queue.
 constexpr std::size_t kMaxBatchesInFlight = 4;
-// Log lines kept for JavaScript to collect; more are counted and dropped, never block the loop.
+// Log lines, client errors and batch samples kept for JavaScript to collect (every 250 ms); more are
+// dropped (log lines counted), never block the loop.
 constexpr std::size_t kLogCapacity = 10000;
+// End-to-end latencies kept between two collections: 250 ms at 400,000 records/s.
+constexpr std::size_t kLatencyCapacity = 100000;
 
 LogField Text(std::string key, std::string value) { return LogField{std::move(key), std::move(value), false}; }
 LogField Number(std::string key, long long value) { return LogField{std::move(key), std::to_string(value), true}; }
@@ -48,6 +59,35 @@ void AddHeader(rd_kafka_headers_t* h, const char* name, const std::string& value
   Check(rd_kafka_header_add(h, name, -1, value.data(), static_cast<ssize_t>(value.size())), "rd_kafka_header_add");
 }
 
+std::size_t RecordBytes(std::size_t key_len, std::size_t value_len, const rd_kafka_headers_t* headers) {
+  std::size_t n = kRecordOverheadBytes + key_len + value_len;
+  const char* name = nullptr;
+  const void* value = nullptr;
+  std::size_t size = 0;
+  for (std::size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+    n += kHeaderOverheadBytes + std::strlen(name) + size;
+  }
+  return n;
+}
+
+// lib/processor/deliver/producer-errors.ts's record errors: this output alone is refused, for good.
+bool IsRecordError(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::int64_t WallClockMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 }  // namespace
 
 DataPath::DataPath(Options options) : options_(std::move(options)) {
@@ -61,15 +101,17 @@ DataPath::DataPath(Options options) : options_(std::move(options)) {
   // Idempotence makes librdkafka's own retries safe (no duplicates, no reordering); it needs acks=all.
   Set(pconf.get(), "enable.idempotence", "true");
   Set(pconf.get(), "acks", "all");
-  // A batch's outputs are handed over at once and flushed: a longer linger only adds latency.
+  // A batch's outputs are handed over at once: a longer linger only adds latency.
   Set(pconf.get(), "linger.ms", "1");
-  // Flushing each batch: reports for failures only, success is what the flush establishes.
-  // Pipelined: a report per output, which is what stores a batch's offsets.
-  Set(pconf.get(), "delivery.report.only.error", options_.pipelined ? "false" : "true");
+  // A report per output: what stores a batch's offsets, and what replaces a refused output.
+  Set(pconf.get(), "delivery.report.only.error", "false");
   Set(pconf.get(), "message.max.bytes", std::to_string(options_.max_output_bytes));
+  // For lib's broker health, once a second from each client.
+  Set(pconf.get(), "statistics.interval.ms", "1000");
   for (const auto& [key, value] : options_.kafka_properties) Set(pconf.get(), key, value);
   rd_kafka_conf_set_dr_msg_cb(pconf.get(), &DataPath::OnDelivery);
   rd_kafka_conf_set_error_cb(pconf.get(), &DataPath::OnError);
+  rd_kafka_conf_set_stats_cb(pconf.get(), &DataPath::OnStats);
   rd_kafka_conf_set_opaque(pconf.get(), this);
 
   Conf cconf(rd_kafka_conf_new());
@@ -84,10 +126,12 @@ DataPath::DataPath(Options options) : options_(std::move(options)) {
   Set(cconf.get(), "enable.partition.eof", "false");
   Set(cconf.get(), "fetch.wait.max.ms", "100");
   Set(cconf.get(), "auto.offset.reset", "earliest");
+  Set(cconf.get(), "statistics.interval.ms", "1000");
   for (const auto& [key, value] : options_.kafka_properties) Set(cconf.get(), key, value);
   rd_kafka_conf_set_rebalance_cb(cconf.get(), &DataPath::OnRebalance);
   rd_kafka_conf_set_offset_commit_cb(cconf.get(), &DataPath::OnCommit);
   rd_kafka_conf_set_error_cb(cconf.get(), &DataPath::OnError);
+  rd_kafka_conf_set_stats_cb(cconf.get(), &DataPath::OnStats);
   rd_kafka_conf_set_opaque(cconf.get(), this);
 
   char error[512];
@@ -111,7 +155,7 @@ DataPath::DataPath(Options options) : options_(std::move(options)) {
 
   const std::size_t b = options_.batch_size;
   fetched_.resize(b);
-  batch_.reserve(b);
+  batch_ = std::make_unique<InFlight>();
   verdicts_.resize(b);
   rows_.resize(b * booster_->NumFeatures());
   scores_.resize(b);
@@ -201,29 +245,34 @@ Counters DataPath::Snapshot() const {
   return counters_;
 }
 
-std::pair<std::vector<LogEntry>, std::uint64_t> DataPath::TakeLog() {
+Collected DataPath::Collect() {
   std::lock_guard<std::mutex> lock(mutex_);
-  std::vector<LogEntry> out(std::make_move_iterator(log_.begin()), std::make_move_iterator(log_.end()));
-  log_.clear();
-  const std::uint64_t dropped = log_dropped_;
-  log_dropped_ = 0;
-  return {std::move(out), dropped};
-}
-
-std::vector<std::pair<std::uint32_t, std::uint64_t>> DataPath::TakeBatches() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  std::vector<std::pair<std::uint32_t, std::uint64_t>> out;
-  out.swap(batch_samples_);
+  Collected out = std::move(collected_);
+  collected_ = Collected{};
   return out;
 }
 
 void DataPath::Log(const char* level, std::string message, std::vector<LogField> fields) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (log_.size() >= kLogCapacity) {
-    ++log_dropped_;
+  if (collected_.log.size() >= kLogCapacity) {
+    ++collected_.log_dropped;
     return;
   }
-  log_.push_back(LogEntry{level, std::move(message), std::move(fields)});
+  collected_.log.push_back(LogEntry{level, std::move(message), std::move(fields)});
+}
+
+void DataPath::InFlight::Reset() {
+  sources.clear();
+  next_offsets.clear();
+  outputs.clear();
+  refused.clear();
+  pending = 0;
+  failed = 0;
+  first_error.clear();
+  suspicious = 0;
+  regular = 0;
+  dead.fill(0);
+  skipped.fill(0);
 }
 
 void DataPath::Fail(const std::string& why) {
@@ -245,14 +294,13 @@ void DataPath::Run() {
       MeasureLag();
       if (n == 0) continue;
       ScoreAndSend(n);
-      batch_.clear();
     }
   } catch (const std::exception& e) {
     Fail(e.what());
   }
   // The records of a batch cut short by a failure go back to librdkafka unstored: the next owner
   // reads them again (at least once).
-  batch_.clear();
+  batch_->Reset();
   try {
     // What is handed over is delivered (or the wait ends at --shutdown-timeout-ms) before the commit.
     Settle(true);
@@ -301,10 +349,10 @@ std::size_t DataPath::Fetch(int wait_ms) {
                                      Text("code", rd_kafka_err2name(m->err))});
       continue;
     }
-    batch_.push_back(std::move(m));
+    batch_->sources.push_back(std::move(m));
   }
   if (revocations != revocations_) DropRevoked();
-  return batch_.size();
+  return batch_->sources.size();
 }
 
 void DataPath::DropRevoked() {
@@ -315,32 +363,30 @@ void DataPath::DropRevoked() {
   Check(rd_kafka_assignment(consumer_.get(), &raw), "rd_kafka_assignment");
   PartitionList assigned(raw);
   std::size_t dropped = 0;
-  auto kept = std::remove_if(batch_.begin(), batch_.end(), [&](const Message& m) {
+  std::vector<Message>& sources = batch_->sources;
+  auto kept = std::remove_if(sources.begin(), sources.end(), [&](const Message& m) {
     const bool gone = rd_kafka_topic_partition_list_find(assigned.get(), options_.input_topic.c_str(), m->partition) == nullptr;
     dropped += gone ? 1 : 0;
     return gone;
   });
-  batch_.erase(kept, batch_.end());
+  sources.erase(kept, sources.end());
   if (dropped > 0) Log("info", "dropped records of revoked partitions", {Number("records", static_cast<long long>(dropped))});
 }
 
 void DataPath::ScoreAndSend(std::size_t n) {
   const std::size_t nf = booster_->NumFeatures();
+  InFlight* batch = batch_.get();
   std::size_t valid = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    rd_kafka_message_t* m = batch_[i].get();
+    rd_kafka_message_t* m = batch->sources[i].get();
     verdicts_[i] = ReadRequest(static_cast<const std::uint8_t*>(m->payload), m->len, m->payload == nullptr,
                                rules_, features_);
     if (verdicts_[i].ok) std::copy(features_.begin(), features_.end(), rows_.begin() + (valid++) * nf);
   }
   if (valid > 0) Predict(valid);
 
-  // Queued before its first output is produced: the delivery reports point at it.
-  in_flight_.push_back(std::make_unique<InFlight>());
-  InFlight* batch = in_flight_.back().get();
-  batch->records = n;
   for (std::size_t i = 0; i < n; ++i) {
-    const rd_kafka_message_t* m = batch_[i].get();
+    const rd_kafka_message_t* m = batch->sources[i].get();
     auto at = std::find_if(batch->next_offsets.begin(), batch->next_offsets.end(),
                            [&](const auto& p) { return p.first == m->partition; });
     if (at == batch->next_offsets.end()) {
@@ -349,6 +395,14 @@ void DataPath::ScoreAndSend(std::size_t n) {
       at->second = std::max<std::int64_t>(at->second, m->offset + 1);
     }
   }
+  // Queued before its first output is produced: the delivery reports point into it.
+  in_flight_.push_back(std::move(batch_));
+  if (spare_.empty()) {
+    batch_ = std::make_unique<InFlight>();
+  } else {
+    batch_ = std::move(spare_.back());
+    spare_.pop_back();
+  }
   try {
     SendOutputs(batch, n);
   } catch (const std::exception& e) {
@@ -356,21 +410,25 @@ void DataPath::ScoreAndSend(std::size_t n) {
     if (batch->failed++ == 0) batch->first_error = e.what();
     throw;
   }
-  if (!options_.pipelined) {
-    Settle(true);
-    return;
-  }
-  // Bounds what a crash makes the next owner score again, and the producer's queue.
+  if (in_flight_.size() <= kMaxBatchesInFlight) return;
+  const auto started = std::chrono::steady_clock::now();
   while (in_flight_.size() > kMaxBatchesInFlight && !stop_.load()) {
     rd_kafka_poll(producer_.get(), 10);
-    if (!Settle(false)) return;
+    if (!Settle(false)) break;
   }
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
+  std::lock_guard<std::mutex> lock(mutex_);
+  counters_.flush_ns += static_cast<std::uint64_t>(ns.count());
 }
 
 void DataPath::SendOutputs(InFlight* batch, std::size_t n) {
+  // Room for a replacement per output: the delivery reports' pointers into it never move.
+  batch->outputs.reserve(2 * n);
+  const std::int64_t scored_at = WallClockMs();
   std::size_t row = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    rd_kafka_message_t* m = batch_[i].get();
+    rd_kafka_message_t* m = batch->sources[i].get();
+    const auto source = static_cast<std::uint32_t>(i);
     Verdict& v = verdicts_[i];
     if (v.ok) {
       const std::size_t r = row++;
@@ -395,24 +453,84 @@ void DataPath::SendOutputs(InFlight* batch, std::size_t n) {
         text_ += ' ';
         text_ += options_.model_version;
         AddHeader(headers.get(), kProvenance, text_);
-        // Keyed by recordID, as lib's scored outputs are.
-        Produce(is_suspicious ? suspicious_.get() : regular_.get(), v.record_id.data(), v.record_id.size(), value,
-                sizeof value, headers.release(), batch);
-        (is_suspicious ? batch->suspicious : batch->regular)++;
-        continue;
+        const std::size_t size = RecordBytes(v.record_id.size(), sizeof value, headers.get());
+        if (size <= options_.max_output_bytes) {
+          const std::int64_t ts = rd_kafka_message_timestamp(m, nullptr);
+          batch->outputs.push_back(OutputRef{batch, source, is_suspicious ? Destination::kSuspicious : Destination::kRegular,
+                                             Reason::kOutputTooLarge, ts >= 0 ? ts : scored_at});
+          // Keyed by recordID, as lib's scored outputs are.
+          Produce(is_suspicious ? suspicious_.get() : regular_.get(), v.record_id.data(), v.record_id.size(), value,
+                  sizeof value, headers.release(), batch->outputs.back());
+          continue;
+        }
+        v.ok = false;
+        v.reason = Reason::kOutputTooLarge;
+        v.message = "the scored output is " + std::to_string(size) + " bytes, more than the " +
+                    std::to_string(options_.max_output_bytes) + "-byte limit";
       }
     }
-    // A dead letter: the input's key, value and headers byte for byte, plus its position and the error.
-    Headers headers(CopyHeaders(m, 5));
-    AddHeader(headers.get(), kSourceTopic, options_.input_topic);
-    AddHeader(headers.get(), kSourcePartition, std::to_string(m->partition));
-    AddHeader(headers.get(), kSourceOffset, std::to_string(m->offset));
-    AddHeader(headers.get(), kErrorReason, ReasonCode(v.reason));
-    AddHeader(headers.get(), kErrorMessage, v.message);
-    Produce(dead_letter_.get(), m->key, m->key_len, m->payload, m->len, headers.release(), batch);
-    batch->dead[static_cast<std::size_t>(v.reason)]++;
     Log("info", "dead letter", {Text("reason", ReasonCode(v.reason)), Text("error", v.message),
                                 Number("partition", m->partition), Number("offset", m->offset)});
+    SendDeadLetter(batch, source, v.reason, v.message);
+  }
+}
+
+void DataPath::SendDeadLetter(InFlight* batch, std::uint32_t source, Reason reason, const std::string& message) {
+  // The input's key, value and headers byte for byte, plus its position and the error.
+  rd_kafka_message_t* m = batch->sources[source].get();
+  Headers headers(CopyHeaders(m, 7));
+  AddHeader(headers.get(), kSourceTopic, options_.input_topic);
+  AddHeader(headers.get(), kSourcePartition, std::to_string(m->partition));
+  AddHeader(headers.get(), kSourceOffset, std::to_string(m->offset));
+  AddHeader(headers.get(), kErrorReason, ReasonCode(reason));
+  AddHeader(headers.get(), kErrorMessage, message);
+  const std::size_t max = options_.max_output_bytes;
+  const std::size_t size = RecordBytes(m->key_len, m->len, headers.get());
+  std::size_t value_len = m->len;
+  if (size > max) {
+    // Cut to what fits; the headers say so and how large the value was.
+    AddHeader(headers.get(), kErrorOriginalSize, std::to_string(m->len));
+    AddHeader(headers.get(), kErrorTruncated, "true");
+    const std::size_t fixed = RecordBytes(m->key_len, 0, headers.get());
+    if (fixed > max || m->payload == nullptr) {
+      Skip(batch, source, reason, "the dead-letter copy is " + std::to_string(size) + " bytes, and " +
+                                      std::to_string(fixed) + " even with an empty value, more than the " +
+                                      std::to_string(max) + "-byte limit");
+      return;
+    }
+    value_len = max - fixed;
+  }
+  const std::int64_t ts = rd_kafka_message_timestamp(m, nullptr);
+  batch->outputs.push_back(OutputRef{batch, source, Destination::kDeadLetter, reason, ts >= 0 ? ts : WallClockMs()});
+  Produce(dead_letter_.get(), m->key, m->key_len, m->payload, value_len, headers.release(), batch->outputs.back());
+}
+
+void DataPath::Skip(InFlight* batch, std::uint32_t source, Reason reason, const std::string& why) {
+  // No output at all: logged with enough to find the record, and counted. Its offset is stored with
+  // its batch's, so that it does not stop the partition.
+  const rd_kafka_message_t* m = batch->sources[source].get();
+  std::vector<LogField> fields{Text("topic", options_.input_topic), Number("partition", m->partition),
+                               Number("offset", m->offset)};
+  if (m->key != nullptr) {
+    fields.push_back(Text("keyPrefix", std::string(static_cast<const char*>(m->key), std::min<std::size_t>(m->key_len, 64))));
+  }
+  fields.push_back(Number("keyBytes", static_cast<long long>(m->key_len)));
+  fields.push_back(Number("valueBytes", static_cast<long long>(m->payload == nullptr ? 0 : m->len)));
+  fields.push_back(Text("reason", ReasonCode(reason)));
+  fields.push_back(Text("error", why));
+  Log("error", "record skipped: no output fits", std::move(fields));
+  batch->skipped[static_cast<std::size_t>(reason)]++;
+}
+
+void DataPath::ReplaceRefused(InFlight* batch) {
+  std::vector<Refused> refused;
+  refused.swap(batch->refused);
+  for (const Refused& r : refused) {
+    if (r.output->destination == Destination::kDeadLetter) {
+      Skip(batch, r.output->source, r.output->reason, r.error + "; the output topics' limit may be below --max-message-bytes");
+    } else {
+      SendDeadLetter(batch, r.output->source, Reason::kOutputTooLarge, r.error);
+    }
   }
 }
 
@@ -450,22 +568,28 @@ void DataPath::Predict(std::size_t rows) {
   counters_.predict_calls++;
   counters_.predict_ns += static_cast<std::uint64_t>(ns.count());
   // For the batch-size and inference histograms; bounded like the log, should nobody collect them.
-  if (batch_samples_.size() < kLogCapacity) {
-    batch_samples_.emplace_back(static_cast<std::uint32_t>(rows), static_cast<std::uint64_t>(ns.count()));
+  if (collected_.batches.size() < kLogCapacity) {
+    collected_.batches.emplace_back(static_cast<std::uint32_t>(rows), static_cast<std::uint64_t>(ns.count()));
   }
 }
 
 void DataPath::Produce(rd_kafka_topic_t* topic, const void* key, std::size_t key_len, const void* value,
-                       std::size_t value_len, rd_kafka_headers_t* headers, InFlight* batch) {
+                       std::size_t value_len, rd_kafka_headers_t* headers, const OutputRef& ref) {
   Headers owned(headers);
   for (;;) {
     const rd_kafka_resp_err_t err = rd_kafka_producev(
         producer_.get(), RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(const_cast<void*>(key), key_len), RD_KAFKA_V_VALUE(const_cast<void*>(value), value_len),
-        RD_KAFKA_V_HEADERS(owned.get()), RD_KAFKA_V_OPAQUE(batch), RD_KAFKA_V_END);
+        RD_KAFKA_V_HEADERS(owned.get()), RD_KAFKA_V_OPAQUE(const_cast<OutputRef*>(&ref)), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       owned.release();  // the producer owns the headers now
-      batch->pending++;
+      ref.batch->pending++;
+      return;
+    }
+    if (IsRecordError(err)) {
+      // Refused before it left (larger than the producer's message.max.bytes): replaced as a refusal
+      // by the broker is, once the batch's reports are in.
+      Refuse(ref, err);
       return;
     }
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -476,6 +600,17 @@ void DataPath::Produce(rd_kafka_topic_t* topic, const void* key, std::size_t key
   }
 }
 
+void DataPath::Refuse(const OutputRef& ref, rd_kafka_resp_err_t err) {
+  const rd_kafka_message_t* m = ref.batch->sources[ref.source].get();
+  const char* topic = ref.destination == Destination::kDeadLetter ? options_.dead_letter_topic.c_str()
+                      : ref.destination == Destination::kSuspicious ? options_.suspicious_topic.c_str()
+                                                                     : options_.regular_topic.c_str();
+  Log("warn", "output refused", {Text("topic", topic), Number("sourcePartition", m->partition),
+                                 Number("sourceOffset", m->offset), Text("error", rd_kafka_err2str(err)),
+                                 Text("code", rd_kafka_err2name(err))});
+  ref.batch->refused.push_back(Refused{&ref, std::string("the output was refused: ") + rd_kafka_err2str(err)});
+}
+
 bool DataPath::Settle(bool flush) {
   if (in_flight_.empty()) return true;
   if (flush) {
@@ -483,29 +618,50 @@ bool DataPath::Settle(bool flush) {
   } else {
     rd_kafka_poll(producer_.get(), 0);  // serves the delivery reports
   }
+  if (!end_to_end_ms_.empty()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<float>& to = collected_.end_to_end_ms;
+    const std::size_t room = kLatencyCapacity - std::min(kLatencyCapacity, to.size());
+    to.insert(to.end(), end_to_end_ms_.begin(), end_to_end_ms_.begin() + std::min(room, end_to_end_ms_.size()));
+    end_to_end_ms_.clear();
+  }
   while (!in_flight_.empty()) {
-    InFlight& batch = *in_flight_.front();
-    if (batch.failed > 0) {
+    InFlight* batch = in_flight_.front().get();
+    if (batch->failed > 0) {
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        counters_.delivery_failures += batch.failed;
+        counters_.delivery_failures += batch->failed;
       }
       // Its offsets, and those of every later batch, are not stored: read again by the next owner.
-      Fail("delivery of " + std::to_string(batch.failed) + " output(s) failed: " + batch.first_error);
+      Fail("delivery of " + std::to_string(batch->failed) + " output(s) failed: " + batch->first_error);
       return false;
     }
     // After a flush every output has been delivered or reported failed.
-    if (!flush && batch.pending > 0) break;
-    StoreOffsets(batch);
+    if (batch->pending > 0) break;
+    if (!batch->refused.empty()) {
+      ReplaceRefused(batch);
+      if (batch->pending > 0 || batch->failed > 0) {
+        if (!flush) break;
+        if (!WaitForDelivery()) return false;
+      }
+      continue;
+    }
+    StoreOffsets(*batch);
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      counters_.records_in += batch.records;
-      counters_.suspicious += batch.suspicious;
-      counters_.regular += batch.regular;
-      for (std::size_t k = 0; k < kReasonCount; ++k) counters_.dead_letters[k] += batch.dead[k];
+      counters_.records_in += batch->sources.size();
+      counters_.suspicious += batch->suspicious;
+      counters_.regular += batch->regular;
+      for (std::size_t k = 0; k < kReasonCount; ++k) {
+        counters_.dead_letters[k] += batch->dead[k];
+        counters_.skipped[k] += batch->skipped[k];
+      }
       counters_.batches++;
     }
+    std::unique_ptr<InFlight> done = std::move(in_flight_.front());
     in_flight_.pop_front();
+    done->Reset();
+    spare_.push_back(std::move(done));
   }
   return true;
 }
@@ -573,12 +729,16 @@ void DataPath::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_top
     }
     self->Log("info", "partitions assigned", {Text("partitions", list)});
   } else {
-    // Revoked (or a rebalance error): every batch consumed so far is delivered and stored first
-    // (flushing each batch, it already is; pipelined, this waits for the reports), then committed,
-    // before the next owner starts from the committed offsets.
+    // Revoked (or a rebalance error): every batch handed to the producer is delivered and stored
+    // first, then committed, before the next owner starts from the committed offsets.
     self->revocations_++;
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS && !rd_kafka_assignment_lost(rk)) {
-      if (self->Settle(true)) self->CommitStored("revoke");
+      // No exception may cross librdkafka's C frames: a failure ends the loop after this callback.
+      try {
+        if (self->Settle(true)) self->CommitStored("revoke");
+      } catch (const std::exception& e) {
+        self->Fail(e.what());
+      }
     }
     if (cooperative) {
       error = rd_kafka_incremental_unassign(rk, partitions);
@@ -604,12 +764,26 @@ void DataPath::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_top
   }
 }
 
-void DataPath::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* message, void*) {
+void DataPath::OnDelivery(rd_kafka_t*, const rd_kafka_message_t* message, void* opaque) {
   // Served on the loop's thread, by the poll and flush calls it makes.
-  auto* batch = static_cast<InFlight*>(message->_private);
-  if (batch == nullptr) return;
+  auto* self = static_cast<DataPath*>(opaque);
+  const auto* ref = static_cast<const OutputRef*>(message->_private);
+  if (ref == nullptr) return;
+  InFlight* batch = ref->batch;
   if (batch->pending > 0) batch->pending--;
-  if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+  if (message->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    switch (ref->destination) {
+      case Destination::kSuspicious: batch->suspicious++; break;
+      case Destination::kRegular: batch->regular++; break;
+      case Destination::kDeadLetter: batch->dead[static_cast<std::size_t>(ref->reason)]++; break;
+    }
+    self->end_to_end_ms_.push_back(static_cast<float>(std::max<std::int64_t>(0, WallClockMs() - ref->event_ms)));
+    return;
+  }
+  if (IsRecordError(message->err)) {
+    self->Refuse(*ref, message->err);
+    return;
+  }
   if (batch->failed++ == 0) {
     batch->first_error = std::string(rd_kafka_err2name(message->err)) + " (" + rd_kafka_topic_name(message->rkt) +
                          "): " + rd_kafka_err2str(message->err);
@@ -630,14 +804,25 @@ void DataPath::OnError(rd_kafka_t* rk, int err, const char* reason, void* opaque
   auto* self = static_cast<DataPath*>(opaque);
   const auto code = static_cast<rd_kafka_resp_err_t>(err);
   const char* client = rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? "producer" : "consumer";
+  ClientError event{client, err, reason, false};
   if (code == RD_KAFKA_RESP_ERR__FATAL) {
     char detail[512];
     rd_kafka_fatal_error(rk, detail, sizeof detail);
+    event.reason = detail;
+    event.fatal = true;
     self->Fail(std::string(client) + " fatal error: " + detail);
-    return;
   }
-  // Transport errors and the like: librdkafka reconnects by itself.
-  self->Log("warn", std::string(client) + " error", {Text("error", reason), Text("code", rd_kafka_err2name(code))});
+  // Transport errors and the like: librdkafka reconnects by itself; lib's broker health folds them.
+  std::lock_guard<std::mutex> lock(self->mutex_);
+  if (self->collected_.errors.size() < kLogCapacity) self->collected_.errors.push_back(std::move(event));
+}
+
+int DataPath::OnStats(rd_kafka_t* rk, char* json, std::size_t json_len, void* opaque) {
+  auto* self = static_cast<DataPath*>(opaque);
+  std::lock_guard<std::mutex> lock(self->mutex_);
+  (rd_kafka_type(rk) == RD_KAFKA_PRODUCER ? self->collected_.producer_stats : self->collected_.consumer_stats)
+      .assign(json, json_len);
+  return 0;  // librdkafka frees the JSON
 }
 
 }  // namespace xgbstream::datapath

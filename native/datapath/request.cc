@@ -15,6 +15,7 @@ const char* ReasonCode(Reason reason) {
     case Reason::kNonFiniteFeature: return "non-finite-feature";
     case Reason::kMissingFeature: return "missing-feature";
     case Reason::kScoringFailed: return "scoring-failed";
+    case Reason::kOutputTooLarge: return "output-too-large";
   }
   return "undecodable";
 }

@@ -21,8 +21,9 @@ enum class Reason : std::uint8_t {
   kNonFiniteFeature,
   kMissingFeature,
   kScoringFailed,
+  kOutputTooLarge,
 };
-constexpr std::size_t kReasonCount = 8;
+constexpr std::size_t kReasonCount = 9;
 
 // The reason's code as lib/processor/score/validate.ts spells it.
 const char* ReasonCode(Reason reason);
