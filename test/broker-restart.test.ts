@@ -23,11 +23,19 @@ const kafka = (cmd: string): string => execFileSync('bash', [path.join(ROOT, 'sc
   { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n').pop()!;
 afterAll(() => { kafka('stop'); });
 
-/** Where a scored output's input was read. */
+/** Where a scored output's input was read: from its protobuf value, or the `float` output's provenance header. */
 function positionOf(m: Message): string {
+  const provenance = m.headers?.find((h) => 'xgb.provenance' in h)?.['xgb.provenance'];
+  if (provenance !== undefined) return provenance.toString().split(' ')[0].split('/').slice(-2).join('/');
   const r = decodeScoredRecord(m.value!);
   return `${r.sourcePartition}/${r.sourceOffset}`;
 }
+
+/** The two data paths: node-rdkafka and the Classifier, or the C++ loop (which writes the `float` format). */
+const DATA_PATHS: Array<[string, string[]]> = [
+  ['node data path', []],
+  ['native data path', ['--data-path', 'native', '--output-format', 'float']],
+];
 
 /** Source positions among scored outputs. */
 function distinct(messages: readonly Message[]): number {
@@ -72,11 +80,11 @@ const DOWN_BEFORE_RESTART_MS = 8_000;
  */
 const MAX_DUPLICATES = 100;
 
-it(`shows the outage, loses nothing and outputs at most ${MAX_DUPLICATES} records twice when the broker is killed -9 mid-stream and restarted ${DOWN_BEFORE_RESTART_MS / 1000} s later`, async () => {
+it.each(DATA_PATHS)(`%s: shows the outage, loses nothing and outputs at most ${MAX_DUPLICATES} records twice when the broker is killed -9 mid-stream and restarted ${DOWN_BEFORE_RESTART_MS / 1000} s later`, async (_, dataPath) => {
   const bootstrap = kafka('start');
   const topics = await createTopicSet('restart', 3, bootstrap);
   const processor = ProcessorProcess.start(['--brokers', bootstrap, '--log-level', 'info', ...topicFlags(topics),
-    '--group-id', uniqueName('g-restart'), '--metrics-port', String(METRICS_PORT)]);
+    '--group-id', uniqueName('g-restart'), '--metrics-port', String(METRICS_PORT), ...dataPath]);
   const outputs = await Collector.start(outputTopics(topics), bootstrap);
   try {
     await processor.waitForLog('partitions assigned');
@@ -109,6 +117,7 @@ it(`shows the outage, loses nothing and outputs at most ${MAX_DUPLICATES} record
     process.stdout.write(`outage seen after ${warned} s (log), ${gauge} s (metric), ${notReady} s (readyz); `
       + `recovery seen ${recovered} s (log), ${gaugeBack} s (metric), ${readyAgain} s (readyz) after the restart\n`);
     const lines = processor.stderr.split('\n').filter((l) => /brokers (unreachable|still unreachable|reachable again)/.test(l));
+    if (lines.length !== 2) throw new Error(`the outage's lines:\n${lines.join('\n')}\nkilled at ${new Date(killedAt).toISOString()}\n${processor.stderr.split('\n').filter((l) => l.startsWith('STATS') || l.includes('brokers')).join('\n')}`);
     expect(lines.map((l) => JSON.parse(l).message)).toEqual(['brokers unreachable', 'brokers reachable again']);
     expect(JSON.parse(lines[0])).toMatchObject({ level: 'warn', brokers: bootstrap });
     // outageSeconds is rounded to a tenth.
@@ -128,7 +137,7 @@ it(`shows the outage, loses nothing and outputs at most ${MAX_DUPLICATES} record
     if (processor.child.exitCode === null) await processor.kill('SIGKILL');
     // What the group went through, for the record.
     const story = processor.stderr.split('\n')
-      .filter((l) => /partitions (assigned|revoked)|commit failed|resuming after/.test(l));
+      .filter((l) => /partitions (assigned|revoked)|commit failed|resuming after|offset commit failed|storing offsets failed/.test(l));
     process.stdout.write(`${story.map((l) => l.slice(0, 400)).join('\n')}\n`);
   }
   const all = await readToEnd(outputTopics(topics), bootstrap);
@@ -141,7 +150,12 @@ it(`shows the outage, loses nothing and outputs at most ${MAX_DUPLICATES} record
   expect(duplicates).toBeLessThanOrEqual(MAX_DUPLICATES);
 }, 300_000);
 
-describe.each(['at-least-once', 'exactly-once'])('SIGTERM while the brokers are down (%s)', (guarantee) => {
+describe.each([
+  ['at-least-once', []],
+  ['exactly-once', []],
+  ['at-least-once, native data path', ['--data-path', 'native', '--output-format', 'float']],
+])('SIGTERM while the brokers are down (%s)', (mode, dataPath) => {
+  const guarantee = mode.startsWith('exactly-once') ? 'exactly-once' : 'at-least-once';
   /**
    * What the README promises: --shutdown-timeout-ms, plus at most 3 s for the calls in flight (the exit
    * deadline); 2 s more for a busy machine to start and reap the process.
@@ -154,7 +168,7 @@ describe.each(['at-least-once', 'exactly-once'])('SIGTERM while the brokers are 
     const topics = await createTopicSet(`down-term-${guarantee}`, 2, bootstrap);
     const group = uniqueName('g-down-term');
     const args = ['--brokers', bootstrap, '--log-level', 'info', ...topicFlags(topics), '--group-id', group,
-      '--guarantee', guarantee, '--instance-id', 'd', '--shutdown-timeout-ms', String(SHUTDOWN_TIMEOUT_MS)];
+      '--guarantee', guarantee, '--instance-id', 'd', '--shutdown-timeout-ms', String(SHUTDOWN_TIMEOUT_MS), ...dataPath];
     const records = readReplayFile(`${MODEL_DIR}/replay.ndjson.gz`).slice(0, 4_000);
     const first = ProcessorProcess.start(args);
     let second: ProcessorProcess | undefined;
@@ -173,11 +187,12 @@ describe.each(['at-least-once', 'exactly-once'])('SIGTERM while the brokers are 
         + `its threads:\n${first.threadStacks()}`);
       const tookMs = Date.now() - termAt;
       const deadline = first.stderr.includes('"exiting without waiting for a Kafka client call still blocked');
-      process.stdout.write(`${guarantee}: SIGTERM with the brokers down: exit ${exit.code} after ${tookMs} ms`
+      process.stdout.write(`${mode}: SIGTERM with the brokers down: exit ${exit.code} after ${tookMs} ms`
         + `${deadline ? ', by the exit deadline' : ''}\n`);
       // Exit 1 when outputs were still in flight (the usual case); 0 when everything had been
       // acknowledged before the brokers went: the records sent meanwhile never reached the input topic.
-      const pending = first.stderr.includes('"stopped with outputs not delivered; they will be processed again after a restart"');
+      const pending = first.stderr.includes('"stopped with outputs not delivered; they will be processed again after a restart"')
+        || first.stderr.includes('"message":"the native data path failed"');
       expect(exit).toEqual({ code: pending ? 1 : 0, signal: null });
       expect(tookMs).toBeLessThan(EXIT_BOUND_MS);
 

@@ -48,9 +48,10 @@ export class BrokerHealth {
   /**
    * librdkafka's statistics JSON from `client`: the cluster is reachable while a client whose
    * statistics are fresh has a connection up to a broker it learned from metadata (node id ≥ 0;
-   * bootstrap entries have -1).
+   * bootstrap entries have -1). `emitted`: when librdkafka wrote them, when that is known to be
+   * earlier than their arrival.
    */
-  onStats(json: string, client = 'consumer', now = Date.now()): void {
+  onStats(json: string, client = 'consumer', now = Date.now(), emitted = now): void {
     let brokers: BrokerStats[];
     try {
       brokers = Object.values((JSON.parse(json) as { brokers?: Record<string, BrokerStats> }).brokers ?? {});
@@ -59,7 +60,9 @@ export class BrokerHealth {
     }
     const learned = brokers.filter((b) => b.nodeid >= 0);
     if (learned.length === 0) return;
-    this.clients.set(client, { up: learned.some((b) => b.state === 'UP'), at: now });
+    // Statistics written before the outage began cannot end it.
+    const stale = this.downSince !== undefined && emitted < this.downSince;
+    this.clients.set(client, { up: !stale && learned.some((b) => b.state === 'UP'), at: emitted });
     let up = false;
     for (const c of this.clients.values()) if (c.up && now - c.at <= STATS_FRESH_MS) up = true;
     this.update(up, now);

@@ -27,6 +27,12 @@ const POLL_MS = 250;
  * commit are then read again after a restart (at least once).
  */
 const CLOSE_GRACE_MS = 5_000;
+/**
+ * The same with the brokers unreachable when the stop begins: the commit and the close cannot
+ * succeed, so the stop waits for the delivery of what is in flight and no longer (as the node path
+ * leaves its clients unclosed then).
+ */
+const CLOSE_GRACE_IN_OUTAGE_MS = 500;
 /** librdkafka's connection errors: folded into the broker health's outage lines. */
 const CONNECTION_ERRORS: ReadonlySet<number> = new Set([CODES.ERRORS.ERR__TRANSPORT, CODES.ERRORS.ERR__ALL_BROKERS_DOWN]);
 
@@ -37,6 +43,16 @@ export interface NativePathOptions {
   readonly classifier: ServedClassifier;
   readonly logger: Logger;
   readonly metrics: ProcessorMetrics;
+}
+
+/**
+ * When librdkafka wrote these statistics (their `time`, whole seconds, rounded down), not when the
+ * loop served them: a consumer's statistics wait in its queue for the next consume call, and those
+ * written before an outage began must not end it.
+ */
+function emittedAt(json: string, now: number): number {
+  const seconds = /"time":\s*(\d+)/.exec(json)?.[1];
+  return seconds === undefined ? now : Math.min(now, Number(seconds) * 1000);
 }
 
 /** Runs and watches the native loop; the readiness source of the metrics endpoint. */
@@ -140,7 +156,9 @@ export class NativeDataPathProcessor {
   private async stopLoop(status: number): Promise<number> {
     this.stopping = true;
     if (this.timer !== undefined) clearInterval(this.timer);
-    const boundMs = this.config.shutdownTimeoutMs + CLOSE_GRACE_MS;
+    const outage = this.health.outage;
+    if (outage !== undefined) this.log.warn('stopping with the brokers unreachable: the commit and the close are not waited for', { reason: outage });
+    const boundMs = this.config.shutdownTimeoutMs + (outage === undefined ? CLOSE_GRACE_MS : CLOSE_GRACE_IN_OUTAGE_MS);
     let bound: NodeJS.Timeout | undefined;
     const stoppedInTime = await Promise.race([
       this.loop.stop().then(() => true),
@@ -156,7 +174,7 @@ export class NativeDataPathProcessor {
       });
     }
     const failure = this.loop.state().failure
-      ?? (stoppedInTime ? undefined : `the loop did not stop within ${boundMs} ms`);
+      ?? (stoppedInTime ? undefined : `the loop did not stop within ${boundMs} ms${outage === undefined ? '' : ' (the brokers unreachable)'}`);
     const code = failure !== undefined ? EXIT.failure : status;
     if (failure !== undefined) this.log.error('the native data path failed', { error: failure });
     this.log.info('processor stopped', { exitCode: code });
@@ -183,9 +201,13 @@ export class NativeDataPathProcessor {
     for (const line of got.lines) this.log[line.level](line.message, line.fields);
     if (got.dropped > 0) this.log.warn('native data path log lines dropped', { dropped: got.dropped });
     for (const err of got.errors) this.onClientError(err);
-    const now = Date.now();
-    if (got.producerStats !== undefined) this.health.onStats(got.producerStats, 'producer', now);
-    if (got.consumerStats !== undefined) this.health.onStats(got.consumerStats, 'consumer', now);
+    // A connection error collected with them is newer news than statistics that still show a
+    // connection up: librdkafka's view of a broker's connection lags its errors.
+    if (!got.errors.some((e) => CONNECTION_ERRORS.has(e.code))) {
+      const now = Date.now();
+      if (got.producerStats !== undefined) this.health.onStats(got.producerStats, 'producer', now, emittedAt(got.producerStats, now));
+      if (got.consumerStats !== undefined) this.health.onStats(got.consumerStats, 'consumer', now, emittedAt(got.consumerStats, now));
+    }
     for (let i = 0; i < got.batches.length; i += 2) {
       this.metrics.batchSize.observe(got.batches[i]);
       this.metrics.inferenceSeconds.observe(got.batches[i + 1]);
