@@ -94,6 +94,9 @@ export class BrokerHealth {
     if (this.downSince === undefined) {
       this.downSince = now;
       this.lastLogged = now;
+      // What each client's statistics said before the outage no longer holds: only statistics
+      // written since can end it.
+      for (const c of this.clients.values()) c.up = false;
       this.metrics.brokersUp.set({}, 0);
       this.log.warn('brokers unreachable', {
         brokers: this.brokers, since: new Date(now).toISOString(), reason: this.lastReason,

@@ -201,13 +201,9 @@ export class NativeDataPathProcessor {
     for (const line of got.lines) this.log[line.level](line.message, line.fields);
     if (got.dropped > 0) this.log.warn('native data path log lines dropped', { dropped: got.dropped });
     for (const err of got.errors) this.onClientError(err);
-    // A connection error collected with them is newer news than statistics that still show a
-    // connection up: librdkafka's view of a broker's connection lags its errors.
-    if (!got.errors.some((e) => CONNECTION_ERRORS.has(e.code))) {
-      const now = Date.now();
-      if (got.producerStats !== undefined) this.health.onStats(got.producerStats, 'producer', now, emittedAt(got.producerStats, now));
-      if (got.consumerStats !== undefined) this.health.onStats(got.consumerStats, 'consumer', now, emittedAt(got.consumerStats, now));
-    }
+    const now = Date.now();
+    if (got.producerStats !== undefined) this.health.onStats(got.producerStats, 'producer', now, emittedAt(got.producerStats, now));
+    if (got.consumerStats !== undefined) this.health.onStats(got.consumerStats, 'consumer', now, emittedAt(got.consumerStats, now));
     for (let i = 0; i < got.batches.length; i += 2) {
       this.metrics.batchSize.observe(got.batches[i]);
       this.metrics.inferenceSeconds.observe(got.batches[i + 1]);

@@ -37,6 +37,8 @@ constexpr int kFetchWaitInFlightMs = 5;
 // Batches handed to the producer before the loop waits for the oldest to be acknowledged: bounds what
 // a crash makes the next owner score again, and the producer's queue.
 constexpr std::size_t kMaxBatchesInFlight = 4;
+// The longest wait, in a rebalance, for the committed offsets of partitions this instance delivered before.
+constexpr int kCommittedTimeoutMs = 10000;
 // Log lines, client errors and batch samples kept for JavaScript to collect (every 250 ms); more are
 // dropped (log lines counted), never block the loop.
 constexpr std::size_t kLogCapacity = 10000;
@@ -142,8 +144,9 @@ DataPath::DataPath(Options options) : options_(std::move(options)) {
   consumer_.reset(rd_kafka_new(RD_KAFKA_CONSUMER, cconf.get(), error, sizeof error));
   if (!consumer_) throw KafkaError(std::string("making the consumer failed: ") + error);
   cconf.release();
-  // Rebalances, commit results and errors are served by the loop's own consume calls.
-  Check(rd_kafka_poll_set_consumer(consumer_.get()), "rd_kafka_poll_set_consumer");
+  // Rebalances are served by the loop's consume calls; the consumer's errors, statistics and commit
+  // results by ServeClients, also while the loop waits on the producer, so that none of them arrives
+  // late (an outage's errors served after it ended would start it again).
   queue_.reset(rd_kafka_queue_get_consumer(consumer_.get()));
 
   suspicious_.reset(rd_kafka_topic_new(producer_.get(), options_.suspicious_topic.c_str(), nullptr));
@@ -414,6 +417,7 @@ void DataPath::ScoreAndSend(std::size_t n) {
   const auto started = std::chrono::steady_clock::now();
   while (in_flight_.size() > kMaxBatchesInFlight && !stop_.load()) {
     rd_kafka_poll(producer_.get(), 10);
+    rd_kafka_poll(consumer_.get(), 0);
     if (!Settle(false)) break;
   }
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
@@ -611,12 +615,20 @@ void DataPath::Refuse(const OutputRef& ref, rd_kafka_resp_err_t err) {
   ref.batch->refused.push_back(Refused{&ref, std::string("the output was refused: ") + rd_kafka_err2str(err)});
 }
 
+void DataPath::ServeClients() {
+  rd_kafka_poll(producer_.get(), 0);
+  rd_kafka_poll(consumer_.get(), 0);
+}
+
 bool DataPath::Settle(bool flush) {
-  if (in_flight_.empty()) return true;
+  if (in_flight_.empty()) {
+    rd_kafka_poll(consumer_.get(), 0);
+    return true;
+  }
   if (flush) {
     if (!WaitForDelivery()) return false;
   } else {
-    rd_kafka_poll(producer_.get(), 0);  // serves the delivery reports
+    ServeClients();  // the delivery reports among them
   }
   if (!end_to_end_ms_.empty()) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -668,14 +680,20 @@ bool DataPath::Settle(bool flush) {
 
 bool DataPath::WaitForDelivery() {
   const auto started = std::chrono::steady_clock::now();
+  auto last_logged = started - std::chrono::seconds(1);
   bool delivered = true;
   // Every output delivered or failed; librdkafka gives up on one after message.timeout.ms.
-  while (rd_kafka_flush(producer_.get(), 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+  while (rd_kafka_flush(producer_.get(), 200) == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+    rd_kafka_poll(consumer_.get(), 0);
     const std::int64_t asked = stop_requested_ns_.load();
     if (asked == 0) continue;
     const auto waited = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::steady_clock::duration(asked);
     if (std::chrono::duration_cast<std::chrono::milliseconds>(waited).count() < options_.shutdown_timeout_ms) {
-      Log("warn", "stopping: waiting for outputs to be delivered", {Number("pending", rd_kafka_outq_len(producer_.get()))});
+      // Once a second.
+      if (std::chrono::steady_clock::now() - last_logged >= std::chrono::seconds(1)) {
+        last_logged = std::chrono::steady_clock::now();
+        Log("warn", "stopping: waiting for outputs to be delivered", {Number("pending", rd_kafka_outq_len(producer_.get()))});
+      }
       continue;
     }
     // Their offsets stay unstored: the batch is read again after a restart (at least once).
@@ -694,6 +712,8 @@ void DataPath::StoreOffsets(const InFlight& batch) {
   PartitionList offsets(rd_kafka_topic_partition_list_new(static_cast<int>(batch.next_offsets.size())));
   for (const auto& [partition, next] : batch.next_offsets) {
     rd_kafka_topic_partition_list_add(offsets.get(), options_.input_topic.c_str(), partition)->offset = next;
+    std::int64_t& delivered = delivered_[partition];
+    delivered = std::max(delivered, next);
   }
   const rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer_.get(), offsets.get());
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -722,6 +742,7 @@ void DataPath::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_top
   rd_kafka_error_t* error = nullptr;
   rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR_NO_ERROR;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    self->ResumeAfterDelivered(partitions);
     if (cooperative) {
       error = rd_kafka_incremental_assign(rk, partitions);
     } else {
@@ -761,6 +782,42 @@ void DataPath::OnRebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_top
     std::sort(assigned.begin(), assigned.end());
     std::lock_guard<std::mutex> lock(self->mutex_);
     self->counters_.assigned_partitions = std::move(assigned);
+  }
+}
+
+void DataPath::ResumeAfterDelivered(rd_kafka_topic_partition_list_t* partitions) {
+  // Partitions this instance held before start after what it delivered, not at a committed offset
+  // that fell behind: a broker that restarts may forget the group, and the commits made meanwhile
+  // fail. Each starts at the larger of the committed offset and the delivered one (another instance
+  // may have delivered more in between), and a delivered offset ahead of the group's is committed.
+  PartitionList ours(rd_kafka_topic_partition_list_new(partitions->cnt));
+  for (int i = 0; i < partitions->cnt; ++i) {
+    if (delivered_.count(partitions->elems[i].partition) > 0) {
+      rd_kafka_topic_partition_list_add(ours.get(), partitions->elems[i].topic, partitions->elems[i].partition);
+    }
+  }
+  if (ours->cnt == 0) return;
+  const rd_kafka_resp_err_t err = rd_kafka_committed(consumer_.get(), ours.get(), kCommittedTimeoutMs);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    Log("warn", "committed offsets not known; resuming at them", {Text("error", rd_kafka_err2str(err))});
+    return;
+  }
+  PartitionList ahead(rd_kafka_topic_partition_list_new(ours->cnt));
+  std::string moved;
+  for (int i = 0; i < ours->cnt; ++i) {
+    const rd_kafka_topic_partition_t& c = ours->elems[i];
+    const std::int64_t delivered = delivered_[c.partition];
+    if (c.err != RD_KAFKA_RESP_ERR_NO_ERROR || (c.offset >= 0 && c.offset >= delivered)) continue;
+    rd_kafka_topic_partition_list_add(ahead.get(), c.topic, c.partition)->offset = delivered;
+    rd_kafka_topic_partition_list_find(partitions, c.topic, c.partition)->offset = delivered;
+    moved += (moved.empty() ? "" : ",") + std::to_string(c.partition) + "@" + std::to_string(delivered) + "(committed " +
+             std::to_string(c.offset) + ")";
+  }
+  if (ahead->cnt == 0) return;
+  Log("info", "resuming after the delivered outputs, ahead of the committed offsets", {Text("partitions", moved)});
+  const rd_kafka_resp_err_t committed = rd_kafka_commit(consumer_.get(), ahead.get(), 1);
+  if (committed != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    Log("warn", "committing offsets failed", {Text("when", "resume"), Text("error", rd_kafka_err2str(committed))});
   }
 }
 

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -191,6 +192,12 @@ class DataPath {
   // that is not; with `flush`, after waiting for every output handed over. False (and the loop
   // failed) when an output was not delivered: neither its batch nor any later one is stored.
   bool Settle(bool flush);
+  // On an assignment: each partition this instance delivered before starts at the larger of its
+  // committed offset and the delivered one (set in `partitions`).
+  void ResumeAfterDelivered(rd_kafka_topic_partition_list_t* partitions);
+  // Serves both clients' callbacks that are not the consumer's records or rebalances: delivery
+  // reports, errors, statistics, commit results.
+  void ServeClients();
   // rd_kafka_flush, bounded by --shutdown-timeout-ms once a stop was asked for.
   bool WaitForDelivery();
   void StoreOffsets(const InFlight& batch);
@@ -239,6 +246,8 @@ class DataPath {
   // Revocations served so far (by the loop's own consume calls).
   std::uint64_t revocations_ = 0;
   std::chrono::steady_clock::time_point lag_measured_{};
+  // Per input partition, the next offset after the outputs this instance delivered, since its start.
+  std::map<std::int32_t, std::int64_t> delivered_;
   // End-to-end latencies of the outputs delivered since the last Settle, moved into collected_ there.
   std::vector<float> end_to_end_ms_;
 
