@@ -41,6 +41,21 @@ describe('broker health', () => {
     expect(health.outage).toContain('1/1 brokers are down');
   });
 
+  it('ends an outage only on statistics written after it began, whatever a client said before it', () => {
+    const { lines, health } = setUp();
+    health.onStats(stats('UP'), 'producer', T0);
+    health.onStats(stats('UP'), 'consumer', T0);
+    health.onError({ code: CODES.ERRORS.ERR__ALL_BROKERS_DOWN, message: '2/2 brokers are down' }, T0 + 500);
+    // The producer's news is fresh; the consumer's verdict from before the outage no longer counts.
+    health.onStats(stats('TRY_CONNECT'), 'producer', T0 + 1000);
+    expect(health.outage).toContain('2/2 brokers are down');
+    // Statistics that arrive late, written before the outage began (the native path knows when), do not end it.
+    health.onStats(stats('UP'), 'consumer', T0 + 1500, T0);
+    expect(health.outage).toContain('2/2 brokers are down');
+    health.onStats(stats('UP'), 'consumer', T0 + 9000, T0 + 8000);
+    expect(lines.map((l) => [l.message, l.outageSeconds])).toEqual([['brokers unreachable', undefined], ['brokers reachable again', 8.5]]);
+  });
+
   it('reminds once a minute while down, and logs the outage length when the brokers are back', () => {
     const { lines, metrics, health } = setUp();
     for (let s = 0; s <= 130; s++) health.onStats(stats('DOWN'), 'consumer', T0 + s * 1000);
