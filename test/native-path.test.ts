@@ -10,6 +10,9 @@ import {
   Collector, ProcessorProcess, brokers, committedOffsets, createTopicSet, createTopics, header, outputTopics, produceAll, readToEnd, runCli,
   topicFlags, uniqueName, type OutgoingRecord, type TopicSet,
 } from './helpers/kafka';
+import {
+  OVERSIZE_VALID, badRequests, expectDeadLetterCopies, expectOversizeSkips, interleave, logLines, oversizeInputs,
+} from './helpers/bad-inputs';
 import { MODEL_PATH, loadReference, loadTestVectors, row, type TestVectors } from './helpers/fixtures';
 import { freePort, get, sample } from './helpers/http';
 import { until } from './helpers/in-process';
@@ -155,49 +158,14 @@ describe('native data path on a real broker', () => {
     good.push({ key: 'unpacked', value: unpackedRequest('g-8', row(vectors, 8)) });
     const withNaN = row(vectors, 9).map((v, i) => (i === 2 ? NaN : v));
     good.push({ key: 'nan', value: encodePredictRequest({ recordID: 'g-9', featuresVector: withNaN }) });
-    const bad: Array<{ reason: string; message: string; record: OutgoingRecord }> = [
-      { reason: 'undecodable', message: 'undecodable PredictRequest', record: { key: 'bad-bytes', value: Buffer.from([0x0a, 0x7f, 0x01]) } },
-      { reason: 'undecodable', message: 'not valid UTF-8',
-        record: { key: 'bad-utf8', value: Buffer.concat([Buffer.from([0x0a, 0x02, 0xc3, 0x28]), encodePredictRequest({ recordID: '', featuresVector: features })]) } },
-      { reason: 'wrong-feature-count', message: 'expected 10 features, got 9',
-        record: { key: 'short', value: encodePredictRequest({ recordID: 'short', featuresVector: features.slice(0, 9) }) } },
-      { reason: 'non-finite-feature', message: 'feature 3 is Infinity',
-        record: { key: 'inf', value: encodePredictRequest({ recordID: 'inf', featuresVector: features.map((v, i) => (i === 3 ? Infinity : v)) }) } },
-      { reason: 'non-finite-feature', message: 'feature 0 is -Infinity',
-        record: { key: 'ninf', value: encodePredictRequest({ recordID: 'ninf', featuresVector: features.map((v, i) => (i === 0 ? -Infinity : v)) }) } },
-      { reason: 'empty-record-id', message: 'recordID is empty',
-        record: { key: 'empty', value: encodePredictRequest({ recordID: '', featuresVector: features }) } },
-      { reason: 'null-value', message: 'record has a null value', record: { key: 'null', value: null } },
-      { reason: 'empty-record-id', message: 'recordID is empty',
-        record: { key: Buffer.alloc(1).subarray(0, 0), value: Buffer.alloc(1).subarray(0, 0) } },
-      { reason: 'record-id-too-long', message: 'recordID is 5000 bytes, more than the 4096 allowed (--max-record-id-bytes)',
-        record: { key: 'long', value: encodePredictRequest({ recordID: 'x'.repeat(5000), featuresVector: features }) } },
-    ];
-    const input: OutgoingRecord[] = [];
-    good.forEach((g, i) => {
-      input.push(g);
-      if (i < bad.length) input.push({ ...bad[i].record, headers: [{ origin: `bad-${i}` }] });
-    });
+    const bad = badRequests(features);
+    const input = interleave(good, bad);
     await produceAll(topics.input, input);
     const total = good.length + bad.length;
     const p = await runUntil(topics, [], total, env);
     const all = await readToEnd(outputTopics(topics));
     expect(all).toHaveLength(total);
-    const dead = all.filter((m) => m.topic === topics.deadLetter);
-    expect(dead).toHaveLength(bad.length);
-    bad.forEach((b, i) => {
-      const m = dead[i];
-      if (Buffer.isBuffer(b.record.key)) expect(Buffer.compare(m.key as Buffer, b.record.key)).toBe(0);
-      else expect(m.key?.toString()).toBe(b.record.key);
-      if (b.record.value === null) expect(m.value).toBeNull();
-      else expect(Buffer.compare(m.value!, b.record.value)).toBe(0);
-      expect(header(m, 'xgb.error.reason')).toBe(b.reason);
-      expect(header(m, 'xgb.error.message')).toContain(b.message);
-      expect(header(m, 'origin')).toBe(`bad-${i}`);
-      expect(header(m, 'xgb.source.topic')).toBe(topics.input);
-      expect(header(m, 'xgb.source.partition')).toBe('0');
-      expect(header(m, 'xgb.source.offset')).toBe(String(2 * i + 1));
-    });
+    expectDeadLetterCopies(all.filter((m) => m.topic === topics.deadLetter), bad, topics.input);
     // The log says why, as the JavaScript path's does.
     expect(p.stderr).toContain('"message":"dead letter","reason":"non-finite-feature","error":"feature 3 is Infinity"');
     const scored = all.filter((m) => m.topic !== topics.deadLetter);
@@ -298,25 +266,8 @@ describe('native data path on a real broker', () => {
     const limit = 20_000;
     const topics = await createTopicSet('native-limits');
     const features = (i: number): number[] => row(vectors, i);
-    const request = (key: string, recordID: string, i: number): OutgoingRecord => (
-      { key, value: encodePredictRequest({ recordID, featuresVector: features(i) }) });
-    const hugeKey = 'K'.repeat(limit + 1_000);
-    const undecodable = Buffer.alloc(30_000, 0xff);
-    const input: OutgoingRecord[] = [
-      request('v0', 'v0', 0),
-      // Scored, its output is keyed by the recordID: over the limit.
-      request('long', 'L'.repeat(24_000), 1),
-      request('v1', 'v1', 2),
-      // The same, but the input's key alone is over the limit: not even an empty copy fits.
-      request(hugeKey, 'M'.repeat(24_000), 3),
-      request('v2', 'v2', 4),
-      // Undecodable, with a key over the limit: skipped too.
-      { key: `U${hugeKey}`, value: Buffer.from('x') },
-      request('v3', 'v3', 5),
-      // Undecodable and over the limit: its copy is cut to fit.
-      { key: 'cut', value: undecodable },
-      request('v4', 'v4', 6),
-    ];
+    // The scored output of `long` is keyed by its recordID: over the limit, and so is its copy.
+    const { input, hugeKey, undecodable } = oversizeInputs(limit, 24_000, features);
     await produceAll(topics.input, input);
     const port = await freePort();
     const progress = await Collector.start(outputTopics(topics));
@@ -340,7 +291,7 @@ describe('native data path on a real broker', () => {
     const all = await readToEnd(outputTopics(topics));
     expect(all.map((m) => m.key!.toString().slice(0, 8)).sort()).toEqual(['cut', 'long', 'v0', 'v1', 'v2', 'v3', 'v4']);
     const byKey = new Map(all.map((m) => [m.key!.toString(), m]));
-    for (const [id, i] of [['v0', 0], ['v1', 2], ['v2', 4], ['v3', 5], ['v4', 6]] as const) {
+    for (const [id, i] of OVERSIZE_VALID) {
       const m = byKey.get(id)!;
       const score = reference.predict(features(i));
       expect(m.topic).toBe(score >= vectors.threshold ? topics.suspicious : topics.regular);
@@ -366,14 +317,7 @@ describe('native data path on a real broker', () => {
     expect(recordBytes(cut as never)).toBe(limit);
     expect(Buffer.compare(cut.value!, undecodable.subarray(0, cut.value!.length))).toBe(0);
 
-    const skipped = p.stderr.split('\n').filter((l) => l.includes('"message":"record skipped: no output fits"'))
-      .map((l) => JSON.parse(l));
-    expect(skipped).toEqual([
-      expect.objectContaining({ level: 'error', topic: topics.input, partition: 0, offset: 3, keyBytes: hugeKey.length,
-        keyPrefix: 'K'.repeat(64), reason: 'output-too-large' }),
-      expect.objectContaining({ level: 'error', topic: topics.input, partition: 0, offset: 5, keyBytes: hugeKey.length + 1,
-        keyPrefix: `U${'K'.repeat(63)}`, valueBytes: 1, reason: 'undecodable' }),
-    ]);
+    expectOversizeSkips(p.stderr, topics.input, hugeKey);
     expect(sample(metrics, 'xgb_stream_records_skipped_total{reason="output-too-large"}')).toBe(1);
     expect(sample(metrics, 'xgb_stream_records_skipped_total{reason="undecodable"}')).toBe(1);
     expect(sample(metrics, 'xgb_stream_dead_letters_total{reason="output-too-large"}')).toBe(1);
@@ -405,12 +349,11 @@ describe('native data path on a real broker', () => {
       await progress.stop();
       if (p.child.exitCode === null) await p.kill('SIGKILL');
     }
-    const refusals = p.stderr.split('\n').filter((l) => l.includes('"message":"output refused"')).map((l) => JSON.parse(l));
+    const refusals = logLines(p.stderr, 'output refused');
     expect(refusals.map((r) => r.topic)).toEqual([expect.stringMatching(/-(suspicious|regular)$/), topics.deadLetter]);
     expect(refusals[0]).toMatchObject({ level: 'warn', sourcePartition: 0, sourceOffset: 0, code: 'MSG_SIZE_TOO_LARGE' });
-    const skipped = JSON.parse(p.stderr.split('\n').find((l) => l.includes('"message":"record skipped: no output fits"'))!);
-    expect(skipped).toMatchObject({ level: 'error', offset: 0, keyPrefix: 'big', reason: 'output-too-large',
-      error: `the output was refused: ${refusals[1].error}; the output topics' limit may be below --max-message-bytes` });
+    expect(logLines(p.stderr, 'record skipped: no output fits')).toEqual([expect.objectContaining({ level: 'error', offset: 0, keyPrefix: 'big', reason: 'output-too-large',
+      error: `the output was refused: ${refusals[1].error}; the output topics' limit may be below --max-message-bytes` })]);
     const all = await readToEnd(outputTopics(topics));
     expect(all.map((m) => m.key!.toString()).sort()).toEqual(['a-0', 'a-1', 'a-2']);
   });

@@ -10,6 +10,7 @@ import {
   topicFlags, uniqueName, type OutgoingRecord, type TopicSet,
 } from './helpers/kafka';
 import { until } from './helpers/in-process';
+import { badRequests, expectDeadLetterCopies, interleave } from './helpers/bad-inputs';
 import { MODEL_PATH, loadTestVectors, row, type TestVectors, loadReference } from './helpers/fixtures';
 
 let vectors: TestVectors;
@@ -117,27 +118,9 @@ describe('stream processor on a real broker', () => {
 
   it('dead-letters every kind of bad input with its reason and scores the valid records around it', async () => {
     const topics = await createTopicSet('bad');
-    const good = requests(6, 'g');
-    const features = row(vectors, 0);
-    const bad: Array<{ reason: string; message: string; record: OutgoingRecord }> = [
-      { reason: 'undecodable', message: 'undecodable PredictRequest', record: { key: 'bad-bytes', value: Buffer.from([0x0a, 0x7f, 0x01]) } },
-      { reason: 'wrong-feature-count', message: 'expected 10 features, got 9',
-        record: { key: 'short', value: encodePredictRequest({ recordID: 'short', featuresVector: features.slice(0, 9) }) } },
-      { reason: 'non-finite-feature', message: 'feature 3 is Infinity',
-        record: { key: 'inf', value: encodePredictRequest({ recordID: 'inf', featuresVector: features.map((v, i) => (i === 3 ? Infinity : v)) }) } },
-      { reason: 'empty-record-id', message: 'recordID is empty',
-        record: { key: 'empty', value: encodePredictRequest({ recordID: '', featuresVector: features }) } },
-      { reason: 'null-value', message: 'record has a null value', record: { key: 'null', value: null } },
-      // An empty value (0 bytes, not null) is a PredictRequest with every field at its default. Sent as
-      // zero-length views: node-rdkafka writes a zero-length Buffer of its own as null.
-      { reason: 'empty-record-id', message: 'recordID is empty',
-        record: { key: Buffer.alloc(1).subarray(0, 0), value: Buffer.alloc(1).subarray(0, 0) } },
-    ];
-    const input: OutgoingRecord[] = [];
-    good.forEach((g, i) => {
-      input.push(g);
-      if (i < bad.length) input.push({ ...bad[i].record, headers: [{ origin: `bad-${i}` }] });
-    });
+    const bad = badRequests(row(vectors, 0));
+    const good = requests(bad.length, 'g');
+    const input = interleave(good, bad);
     await produceAll(topics.input, input);
     const progress = await Collector.start(outputTopics(topics));
     try {
@@ -147,22 +130,7 @@ describe('stream processor on a real broker', () => {
       });
       const all = await readToEnd(outputTopics(topics));
       expect(all).toHaveLength(good.length + bad.length);
-      const dead = all.filter((m) => m.topic === topics.deadLetter);
-      expect(dead).toHaveLength(bad.length);
-      bad.forEach((b, i) => {
-        const m = dead[i];
-        // Byte for byte: a null value stays null, an empty value and an empty key stay empty.
-        if (Buffer.isBuffer(b.record.key)) expect(Buffer.compare(m.key as Buffer, b.record.key)).toBe(0);
-        else expect(m.key?.toString()).toBe(b.record.key);
-        if (b.record.value === null) expect(m.value).toBeNull();
-        else expect(Buffer.compare(m.value!, b.record.value)).toBe(0);
-        expect(header(m, 'xgb.error.reason')).toBe(b.reason);
-        expect(header(m, 'xgb.error.message')).toContain(b.message);
-        expect(header(m, 'origin')).toBe(`bad-${i}`);
-        expect(header(m, 'xgb.source.topic')).toBe(topics.input);
-        expect(header(m, 'xgb.source.partition')).toBe('0');
-        expect(header(m, 'xgb.source.offset')).toBe(String(2 * i + 1));
-      });
+      expectDeadLetterCopies(all.filter((m) => m.topic === topics.deadLetter), bad, topics.input);
       const scoredIds = all.filter((m) => m.topic !== topics.deadLetter).map((m) => scored(m).record.recordID).sort();
       expect(scoredIds).toEqual(good.map((g) => g.key as string).sort());
     } finally {
