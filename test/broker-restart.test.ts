@@ -5,7 +5,6 @@
  * The restarted broker may have forgotten the group, so the processor's commits of the outage fail;
  * it must still resume each partition after what it delivered: nothing lost, almost nothing twice.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { decodeScoredRecord } from '../lib/codec';
@@ -14,13 +13,12 @@ import type { Message } from 'node-rdkafka';
 import { MODEL_DIR } from './helpers/fixtures';
 import { until } from './helpers/in-process';
 import {
-  Collector, ProcessorProcess, ROOT, createTopicSet, outputTopics, readCommitted, readToEnd, topicFlags, uniqueName,
+  Collector, createTopicSet, outputTopics, privateBroker, ProcessorProcess, readCommitted, readToEnd, ROOT, topicFlags,
+  uniqueName,
 } from './helpers/kafka';
 
 const state = path.join(ROOT, '.kafka', 'restart-broker');
-const env = { ...process.env, KAFKA_STATE_DIR: state, KAFKA_PORT: '19392' };
-const kafka = (cmd: string): string => execFileSync('bash', [path.join(ROOT, 'scripts/kafka.sh'), cmd],
-  { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n').pop()!;
+const kafka = privateBroker('restart-broker', 19392);
 afterAll(() => { kafka('stop'); });
 
 /** Where a scored output's input was read: from its protobuf value, or the `float` output's provenance header. */

@@ -4,7 +4,6 @@
  * a broker killed -9, a rebalance, and a zombie instance, which is fenced. Also static membership
  * (`--instance-id`) and the settings exactly-once refuses.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Message } from 'node-rdkafka';
@@ -13,8 +12,8 @@ import { decodeScoredRecord, encodePredictRequest } from '../lib/codec';
 import { replay, type ReplayRecord } from '../lib/replay';
 import { CANDIDATE_DIR, MODEL_PATH, loadTestVectors, replayRecords, row, type TestVectors, loadReference } from './helpers/fixtures';
 import {
-  ProcessorProcess, ROOT, brokers, committedOffsets, createTopicSet, createTopics, header, outputTopics, produceAll,
-  readCommitted, runCli, topicFlags, uniqueName, type TopicSet,
+  brokers, committedOffsets, createTopics, createTopicSet, header, outputTopics, privateBroker, ProcessorProcess, produceAll,
+  readCommitted, ROOT, runCli, topicFlags, type TopicSet, uniqueName,
 } from './helpers/kafka';
 
 let vectors: TestVectors;
@@ -152,9 +151,7 @@ describe('exactly-once through crashes', () => {
 
   it('outputs each input exactly once when the broker is killed -9 and restarted mid-stream, without a restart of the processor', async () => {
     const state = path.join(ROOT, '.kafka', 'eos-broker');
-    const env = { ...process.env, KAFKA_STATE_DIR: state, KAFKA_PORT: '19492' };
-    const kafka = (cmd: string): string => execFileSync('bash', [path.join(ROOT, 'scripts/kafka.sh'), cmd],
-      { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n').pop()!;
+    const kafka = privateBroker('eos-broker', 19492);
     const bootstrap = kafka('start');
     try {
       const topics = await createTopicSet('eos-bounce', 3, bootstrap);

@@ -3,16 +3,14 @@
  * row), a delivery failure that librdkafka really reports (a broker stopped under the processor, with
  * a short message.timeout.ms), and the shutdown bound. Header and reason names are the README's.
  */
-import { execFileSync } from 'node:child_process';
-import * as path from 'node:path';
 import type { Message } from 'node-rdkafka';
 import { Classifier } from '../lib/classifier';
 import { decodeScoredRecord, encodePredictRequest } from '../lib/codec';
 import { loadTestVectors, MODEL_PATH, row, type TestVectors } from './helpers/fixtures';
 import { FaultyScorer, HOLD, POISON, startInProcess, until } from './helpers/in-process';
 import {
-  Collector, ROOT, committedOffsets, createTopicSet, header, outputTopics, produceAll, readToEnd, topicFlags,
-  uniqueName, type OutgoingRecord,
+  Collector, committedOffsets, createTopicSet, header, type OutgoingRecord, outputTopics, privateBroker, produceAll,
+  readToEnd, topicFlags, uniqueName,
 } from './helpers/kafka';
 
 let vectors: TestVectors;
@@ -105,10 +103,7 @@ describe('scoring failures, injected at the scorer seam', () => {
 
 describe('a delivery that librdkafka reports failed', () => {
   // A broker of this test's own, stopped under the processor: the shared one stays up for the others.
-  const state = path.join(ROOT, '.kafka', 'fault-broker');
-  const env = { ...process.env, KAFKA_STATE_DIR: state, KAFKA_PORT: '19192' };
-  const kafka = (cmd: string): string => execFileSync('bash', [path.join(ROOT, 'scripts/kafka.sh'), cmd],
-    { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n').pop()!;
+  const kafka = privateBroker('fault-broker', 19192);
   afterAll(() => { kafka('stop'); });
 
   it('exits 1 without sending the output again, commits nothing past the record, and delivers it once after a restart', async () => {

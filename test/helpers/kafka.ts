@@ -2,7 +2,7 @@
  * Test helpers for the real broker: unique topics, a producer that waits for delivery, a collector
  * that reads topics from the beginning in the background, and the processor binary as a child process.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import {
@@ -372,3 +372,34 @@ export async function readCommitted(topics: readonly string[], bootstrap = broke
     await new Promise<void>((resolve) => consumer.disconnect(() => resolve()));
   }
 }
+
+/**
+ * `scripts/kafka.sh` for a broker of a test's own (its state in `.kafka/<name>`, on `port`), for the
+ * tests that stop, kill and restart it under a processor; returns what the script printed last (the
+ * bootstrap address for `start`). A failure throws with the script's own words. A start right after
+ * the broker was killed -9 is tried once more before it fails: what the test checks is the
+ * processor, not how soon a killed broker's traces clear.
+ */
+export function privateBroker(name: string, port: number): (cmd: 'start' | 'stop') => string {
+  const env = { ...process.env, KAFKA_STATE_DIR: path.join(ROOT, '.kafka', name), KAFKA_PORT: String(port) };
+  const run = (cmd: string): string => {
+    try {
+      return execFileSync('bash', [path.join(ROOT, 'scripts/kafka.sh'), cmd],
+        { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop()!;
+    } catch (err) {
+      const e = err as { status?: number; stderr?: string };
+      throw new Error(`scripts/kafka.sh ${cmd} (${name}) exited ${e.status}: ${e.stderr?.trim()}`);
+    }
+  };
+  return (cmd) => {
+    if (cmd !== 'start') return run(cmd);
+    try {
+      return run(cmd);
+    } catch (err) {
+      process.stdout.write(`${(err as Error).message}\ntrying once more in 2 s\n`);
+      execFileSync('sleep', ['2']);
+      return run(cmd);
+    }
+  };
+}
+
