@@ -130,6 +130,8 @@ export interface NativeDataPathStats {
   flushSeconds: number;
   deliveryFailures: number;
   commitFailures: number;
+  /** Records handed to the producer whose offsets are not stored yet. */
+  inFlight: number;
   assignedPartitions: number[];
   /** High watermark minus position, by partition, refreshed about once a second. */
   lag: Record<string, number>;

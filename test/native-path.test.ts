@@ -63,15 +63,15 @@ function unpackedRequest(recordID: string, features: readonly number[]): Buffer 
 }
 
 /**
- * Runs the native path on `topics` until `count` outputs are read, then stops it with SIGTERM and
- * expects a clean exit; its log is in the returned process's stderr.
+ * Runs the native path on `topics` while `body` runs, then stops it with SIGTERM and expects a clean
+ * exit; a failure carries its log, which is in the returned process's stderr.
  */
-async function runUntil(topics: TopicSet, args: readonly string[], count: number,
-  env: Record<string, string>): Promise<ProcessorProcess> {
+async function runWhile(topics: TopicSet, args: readonly string[],
+  body: (p: ProcessorProcess, progress: Collector) => Promise<void>): Promise<ProcessorProcess> {
   const progress = await Collector.start(outputTopics(topics));
-  const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...args], env);
+  const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...args]);
   try {
-    await progress.waitFor(count, 90_000);
+    await body(p, progress);
     expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
     return p;
   } catch (err) {
@@ -80,6 +80,11 @@ async function runUntil(topics: TopicSet, args: readonly string[], count: number
     if (p.child.exitCode === null && p.child.signalCode === null) await p.kill('SIGKILL');
     await progress.stop();
   }
+}
+
+/** runWhile() until `count` outputs are read. */
+function runUntil(topics: TopicSet, args: readonly string[], count: number): Promise<ProcessorProcess> {
+  return runWhile(topics, args, async (_, progress) => { await progress.waitFor(count, 90_000); });
 }
 
 /** Output topics that admit records up to `maxBytes` (the broker's max.message.bytes), and an input topic. */
@@ -112,15 +117,13 @@ function recordBytes(m: { key?: Buffer | null; value?: Buffer | null; headers?: 
   return n;
 }
 
-const env: Record<string, string> = {};
-
 describe('native data path on a real broker', () => {
   it('scores 5,000 records once each, as the JavaScript path and Python do, and commits every offset on SIGTERM', async () => {
     const n = 5000;
     const topics = await createTopicSet('native-route', 2);
     const group = uniqueName('g-native');
     await produceAll(topics.input, requests(n, 'r', 2));
-    const p = await runUntil(topics, ['--group-id', group, '--batch-size', '256'], n, env);
+    const p = await runUntil(topics, ['--group-id', group, '--batch-size', '256'], n);
     expect(p.stderr).toContain('"message":"native data path stopped"');
     const all = await readToEnd(outputTopics(topics));
     expect(all).toHaveLength(n);
@@ -162,7 +165,7 @@ describe('native data path on a real broker', () => {
     const input = interleave(good, bad);
     await produceAll(topics.input, input);
     const total = good.length + bad.length;
-    const p = await runUntil(topics, [], total, env);
+    const p = await runUntil(topics, [], total);
     const all = await readToEnd(outputTopics(topics));
     expect(all).toHaveLength(total);
     expectDeadLetterCopies(all.filter((m) => m.topic === topics.deadLetter), bad, topics.input);
@@ -185,14 +188,14 @@ describe('native data path on a real broker', () => {
     const progress = await Collector.start(outputTopics(topics));
     try {
       // Batches of one record, each flushed before its offset is stored: a signal lands mid-stream.
-      const first = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group, '--batch-size', '1'], env);
+      const first = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group, '--batch-size', '1']);
       await progress.waitFor(n / 4, 90_000);
       expect(await first.kill('SIGTERM')).toEqual({ code: 0, signal: null });
       const written = (await readToEnd(outputTopics(topics))).length;
       const [committed] = await committedOffsets(group[1], topics.input, 1);
       expect(written).toBeLessThan(n);
       expect(committed).toBe(written);
-      const second = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group], env);
+      const second = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group]);
       try {
         await progress.waitFor(n, 90_000);
       } catch (err) {
@@ -218,11 +221,11 @@ describe('native data path on a real broker', () => {
     const progress = await Collector.start(outputTopics(topics));
     // Batches of one record, so that the stream is still running when the second instance joins.
     const args = ['--log-level', 'info', ...topicFlags(topics), ...NATIVE, ...group, '--batch-size', '1'];
-    const first = ProcessorProcess.start(args, env);
+    const first = ProcessorProcess.start(args);
     let second: ProcessorProcess | undefined;
     try {
       await progress.waitFor(n / 4, 90_000);
-      second = ProcessorProcess.start(args, env);
+      second = ProcessorProcess.start(args);
       // The revocation commits what the first delivered; the second starts from there.
       await second.waitForLog('"message":"partitions assigned"', 60_000);
       process.stdout.write(`native handover: the second instance joined after ${progress.messages.length} of ${n} outputs\n`);
@@ -246,7 +249,7 @@ describe('native data path on a real broker', () => {
     const topics = await createTopicSet('native-undeliverable');
     const group = uniqueName('g-native-undeliverable');
     const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE, '--group-id', group,
-      '-X', 'message.timeout.ms=3000', '--shutdown-timeout-ms', '5000'], env);
+      '-X', 'message.timeout.ms=3000', '--shutdown-timeout-ms', '5000']);
     let exit: unknown;
     try {
       await p.waitForLog('"message":"partitions assigned"', 60_000);
@@ -270,24 +273,16 @@ describe('native data path on a real broker', () => {
     const { input, hugeKey, undecodable } = oversizeInputs(limit, 24_000, features);
     await produceAll(topics.input, input);
     const port = await freePort();
-    const progress = await Collector.start(outputTopics(topics));
     const group = uniqueName('g-native-limits');
-    const p = ProcessorProcess.start(['--log-level', 'info', '--metrics-port', String(port), ...topicFlags(topics), ...NATIVE,
-      '--group-id', group, '--max-message-bytes', String(limit), '--max-record-id-bytes', '30000'], env);
     let metrics = '';
-    try {
+    const p = await runWhile(topics, ['--metrics-port', String(port), '--group-id', group, '--max-message-bytes', String(limit),
+      '--max-record-id-bytes', '30000'], async (_, progress) => {
       await progress.waitFor(input.length - 2, 60_000);
       await until('every record counted', async () => {
         metrics = (await get(port, '/metrics')).body;
         return sample(metrics, 'xgb_stream_records_in_total') === input.length;
       }, 30_000);
-      expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n${p.stderr}`);
-    } finally {
-      await progress.stop();
-      if (p.child.exitCode === null) await p.kill('SIGKILL');
-    }
+    });
     const all = await readToEnd(outputTopics(topics));
     expect(all.map((m) => m.key!.toString().slice(0, 8)).sort()).toEqual(['cut', 'long', 'v0', 'v1', 'v2', 'v3', 'v4']);
     const byKey = new Map(all.map((m) => [m.key!.toString(), m]));
@@ -323,6 +318,7 @@ describe('native data path on a real broker', () => {
     expect(sample(metrics, 'xgb_stream_dead_letters_total{reason="output-too-large"}')).toBe(1);
     expect(sample(metrics, 'xgb_stream_dead_letters_total{reason="undecodable"}')).toBe(1);
     expect(sample(metrics, 'xgb_stream_end_to_end_latency_seconds_count')).toBe(input.length - 2);
+    expect(sample(metrics, 'xgb_stream_records_in_flight')).toBe(0);
     expect(await committedOffsets(group, topics.input, 1)).toEqual([input.length]);
   });
 
@@ -333,22 +329,14 @@ describe('native data path on a real broker', () => {
     const big: OutgoingRecord = { key: 'big', value: encodePredictRequest({ recordID: 'big', featuresVector: row(vectors, 0) }),
       headers: [{ note }] };
     const after = requests(3, 'a');
-    const progress = await Collector.start(outputTopics(topics));
-    const p = ProcessorProcess.start(['--log-level', 'info', ...topicFlags(topics), ...NATIVE], env);
-    try {
+    const p = await runWhile(topics, [], async (running, progress) => {
       await produceAll(topics.input, [big]);
       // Refused as a scored output, then as a dead letter (the dead-letter topic has the same limit).
-      await p.waitForLog('"message":"record skipped: no output fits"', 60_000);
+      await running.waitForLog('"message":"record skipped: no output fits"', 60_000);
       // The records after it are not held up by it.
       await produceAll(topics.input, after);
       await progress.waitFor(after.length, 60_000);
-      expect(await p.kill('SIGTERM')).toEqual({ code: 0, signal: null });
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n${p.stderr}`);
-    } finally {
-      await progress.stop();
-      if (p.child.exitCode === null) await p.kill('SIGKILL');
-    }
+    });
     const refusals = logLines(p.stderr, 'output refused');
     expect(refusals.map((r) => r.topic)).toEqual([expect.stringMatching(/-(suspicious|regular)$/), topics.deadLetter]);
     expect(refusals[0]).toMatchObject({ level: 'warn', sourcePartition: 0, sourceOffset: 0, code: 'MSG_SIZE_TOO_LARGE' });
@@ -362,7 +350,7 @@ describe('native data path on a real broker', () => {
     const topics = await createTopicSet('native-missing');
     const absent = uniqueName('absent');
     const { code, stderr } = await runCli(['--brokers', process.env.KAFKA_BROKERS!, ...topicFlags(topics), ...NATIVE,
-      '--regular-topic', absent], env);
+      '--regular-topic', absent]);
     expect(code).toBe(1);
     expect(stderr).toContain(`topic '${absent}' not found on`);
   });

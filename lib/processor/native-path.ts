@@ -247,6 +247,7 @@ export class NativeDataPathProcessor {
     m.deliveryFailures.inc({}, delta(now.deliveryFailures, before?.deliveryFailures));
     m.commitFailures.inc({}, delta(now.commitFailures, before?.commitFailures));
     m.assignedPartitions.set({}, now.assignedPartitions.length);
+    m.inFlight.set({}, now.inFlight);
     for (const partition of Object.keys(before?.lag ?? {})) {
       if (!(partition in now.lag)) m.consumerLag.delete({ partition });
     }

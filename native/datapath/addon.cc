@@ -141,6 +141,7 @@ class DataPathWrap : public Napi::ObjectWrap<DataPathWrap> {
     out.Set("flushSeconds", static_cast<double>(c.flush_ns) / 1e9);
     out.Set("deliveryFailures", static_cast<double>(c.delivery_failures));
     out.Set("commitFailures", static_cast<double>(c.commit_failures));
+    out.Set("inFlight", static_cast<double>(c.in_flight));
     Napi::Array assigned = Napi::Array::New(env, c.assigned_partitions.size());
     for (std::size_t i = 0; i < c.assigned_partitions.size(); ++i) {
       assigned.Set(static_cast<std::uint32_t>(i), Napi::Number::New(env, c.assigned_partitions[i]));

@@ -400,6 +400,10 @@ void DataPath::ScoreAndSend(std::size_t n) {
   }
   // Queued before its first output is produced: the delivery reports point into it.
   in_flight_.push_back(std::move(batch_));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    counters_.in_flight += n;
+  }
   if (spare_.empty()) {
     batch_ = std::make_unique<InFlight>();
   } else {
@@ -662,6 +666,7 @@ bool DataPath::Settle(bool flush) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       counters_.records_in += batch->sources.size();
+      counters_.in_flight -= batch->sources.size();
       counters_.suspicious += batch->suspicious;
       counters_.regular += batch->regular;
       for (std::size_t k = 0; k < kReasonCount; ++k) {

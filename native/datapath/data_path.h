@@ -63,6 +63,8 @@ struct Counters {
   std::uint64_t flush_ns = 0;
   std::uint64_t delivery_failures = 0;
   std::uint64_t commit_failures = 0;
+  // Records handed to the producer whose offsets are not stored yet.
+  std::uint64_t in_flight = 0;
   std::vector<std::int32_t> assigned_partitions;
   // Per assigned partition with a position: the high watermark minus the position, about once a second.
   std::vector<std::pair<std::int32_t, std::int64_t>> lag;
