@@ -34,11 +34,29 @@ describe('broker health', () => {
     expect(health.outage).toBe(`brokers 127.0.0.1:9092 unreachable since 2026-11-27T10:00:01.000Z: ${REFUSED.message}`);
   });
 
-  it('starts an outage at once on librdkafka\'s "all brokers down"', () => {
+  it('starts an outage on librdkafka\'s "all brokers down", dated from it, once 2 s show no broker up', () => {
     const { lines, health } = setUp();
+    health.onStats(stats('UP'), 'consumer', T0 - 500);
     health.onError({ code: CODES.ERRORS.ERR__ALL_BROKERS_DOWN, message: '1/1 brokers are down' }, T0);
-    expect(lines.map((l) => l.message)).toEqual(['brokers unreachable']);
-    expect(health.outage).toContain('1/1 brokers are down');
+    health.onError(REFUSED, T0 + 1999);
+    expect(health.outage).toBeUndefined();
+    health.onError(REFUSED, T0 + 2000);
+    expect(lines.map((l) => [l.message, l.since])).toEqual([['brokers unreachable', '2026-11-27T10:00:00.000Z']]);
+    expect(health.outage).toContain(REFUSED.message);
+  });
+
+  it('takes "all brokers down" for no outage when a client\'s statistics written after it show a broker up', () => {
+    const { lines, health } = setUp();
+    health.onStats(stats('UP'), 'producer', T0);
+    health.onStats(stats('UP'), 'consumer', T0);
+    // One client lost its connections for a second (a consumer rejoining its group); the other kept its own.
+    health.onError({ code: CODES.ERRORS.ERR__ALL_BROKERS_DOWN, message: '1/1 brokers are down' }, T0 + 100);
+    health.onStats(stats('UP'), 'producer', T0 + 1000);
+    health.onStats(stats('TRY_CONNECT'), 'consumer', T0 + 1000);
+    health.onStats(stats('UP'), 'consumer', T0 + 2000);
+    health.onError(REFUSED, T0 + 5000);
+    expect(lines).toEqual([]);
+    expect(health.outage).toBeUndefined();
   });
 
   it('ends an outage only on statistics written after it began, whatever a client said before it', () => {
@@ -46,8 +64,10 @@ describe('broker health', () => {
     health.onStats(stats('UP'), 'producer', T0);
     health.onStats(stats('UP'), 'consumer', T0);
     health.onError({ code: CODES.ERRORS.ERR__ALL_BROKERS_DOWN, message: '2/2 brokers are down' }, T0 + 500);
-    // The producer's news is fresh; the consumer's verdict from before the outage no longer counts.
     health.onStats(stats('TRY_CONNECT'), 'producer', T0 + 1000);
+    health.onStats(stats('TRY_CONNECT'), 'producer', T0 + 2500);
+    // The producer's news is fresh; the consumer's verdict from before the outage no longer counts.
+    health.onStats(stats('TRY_CONNECT'), 'producer', T0 + 2600);
     expect(health.outage).toContain('2/2 brokers are down');
     // Statistics that arrive late, written before the outage began (the native path knows when), do not end it.
     health.onStats(stats('UP'), 'consumer', T0 + 1500, T0);

@@ -68,7 +68,7 @@ const KILL_AFTER_OUTPUTS = 3_000;
 /**
  * Down at least this long before the restart begins (then the ~3–13 s the restarted broker takes to
  * start): longer than the processor's session timeout (6 s), and long enough for librdkafka to back
- * off its reconnects. The signs of the outage show within a second; a longer wait proves nothing more.
+ * off its reconnects. The signs of the outage show within 2 or 3 s; a longer wait proves nothing more.
  */
 const DOWN_BEFORE_RESTART_MS = 8_000;
 /**

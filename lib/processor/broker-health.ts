@@ -17,6 +17,13 @@ const REMINDER_MS = 60_000;
  * call, and a pipeline that has no room for more records makes none for a while.
  */
 const STATS_FRESH_MS = 3_000;
+/**
+ * librdkafka's "all brokers down" starts an outage unless a client's statistics written within this
+ * long after it show a broker up: a client can lose its connections for a second while the others
+ * keep theirs (seen right after a broker restart, as a consumer rejoined its group), and that is no
+ * outage. A real one shows in every client's statistics within a second or two anyway.
+ */
+const CONFIRM_MS = 2_000;
 
 /** One broker as librdkafka's statistics describe it. */
 interface BrokerStats {
@@ -34,6 +41,8 @@ export class BrokerHealth {
   private folded = 0;
   /** Per client, whether its last statistics had a broker connection up, and when they came. */
   private readonly clients = new Map<string, { up: boolean; at: number }>();
+  /** When librdkafka last said "all brokers down", while that awaits confirmation. */
+  private suspectSince: number | undefined;
 
   constructor(private readonly brokers: string, private readonly log: Logger, private readonly metrics: ProcessorMetrics) {
     metrics.brokersUp.set({}, 1);
@@ -62,16 +71,31 @@ export class BrokerHealth {
     if (learned.length === 0) return;
     // Statistics written before the outage began cannot end it.
     const stale = this.downSince !== undefined && emitted < this.downSince;
-    this.clients.set(client, { up: !stale && learned.some((b) => b.state === 'UP'), at: emitted });
+    const clientUp = !stale && learned.some((b) => b.state === 'UP');
+    this.clients.set(client, { up: clientUp, at: emitted });
+    // A broker up since librdkafka said "all brokers down": that was no outage.
+    if (clientUp && this.suspectSince !== undefined && emitted >= this.suspectSince) this.suspectSince = undefined;
     let up = false;
     for (const c of this.clients.values()) if (c.up && now - c.at <= STATS_FRESH_MS) up = true;
     this.update(up, now);
+    this.confirm(now);
   }
 
-  /** A client error event: keeps librdkafka's reason, and "all brokers down" starts an outage at once. */
+  /**
+   * A client error event: keeps librdkafka's reason. "All brokers down" starts an outage dated from
+   * it, unless a client's statistics show a broker up within {@link CONFIRM_MS}.
+   */
   onError(err: Pick<LibrdKafkaError, 'code' | 'message'>, now = Date.now()): void {
     this.lastReason = err.message;
-    if (err.code === ERR_ALL_BROKERS_DOWN) this.update(false, now);
+    if (err.code === ERR_ALL_BROKERS_DOWN && this.downSince === undefined) this.suspectSince ??= now;
+    this.confirm(now);
+  }
+
+  private confirm(now: number): void {
+    if (this.suspectSince === undefined || now - this.suspectSince < CONFIRM_MS) return;
+    const since = this.suspectSince;
+    this.suspectSince = undefined;
+    this.update(false, since);
   }
 
   /** A client error while the outage lasts: counted, and reported in the outage's next line. */
@@ -92,6 +116,9 @@ export class BrokerHealth {
       return;
     }
     if (this.downSince === undefined) {
+      // Dated from librdkafka's "all brokers down" when that came first.
+      if (this.suspectSince !== undefined) now = Math.min(now, this.suspectSince);
+      this.suspectSince = undefined;
       this.downSince = now;
       this.lastLogged = now;
       // What each client's statistics said before the outage no longer holds: only statistics
