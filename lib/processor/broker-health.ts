@@ -21,9 +21,10 @@ const STATS_FRESH_MS = 3_000;
  * librdkafka's "all brokers down" starts an outage unless a client's statistics written within this
  * long after it show a broker up: a client can lose its connections for a second while the others
  * keep theirs (seen right after a broker restart, as a consumer rejoined its group), and that is no
- * outage. A real one shows in every client's statistics within a second or two anyway.
+ * outage. A real one shows in every client's statistics within a second or two anyway. (The native
+ * path knows when statistics were written only to the second, rounded down: hence 3 s, not 2.)
  */
-const CONFIRM_MS = 2_000;
+const CONFIRM_MS = 3_000;
 
 /** One broker as librdkafka's statistics describe it. */
 interface BrokerStats {
