@@ -10,6 +10,12 @@ import type { ProcessorMetrics } from '../metrics';
 
 /** librdkafka: every broker connection is down. */
 const ERR_ALL_BROKERS_DOWN = CODES.ERRORS.ERR__ALL_BROKERS_DOWN;
+/**
+ * librdkafka's connection errors, by code, or by text where node-rdkafka hands an error over as its
+ * text alone.
+ */
+const CONNECTION_ERRORS: ReadonlySet<number> = new Set([CODES.ERRORS.ERR__TRANSPORT, ERR_ALL_BROKERS_DOWN]);
+const CONNECTION_TEXT = /broker transport failure|all broker connections are down/i;
 /** How often a lasting outage is logged again. */
 const REMINDER_MS = 60_000;
 /**
@@ -99,10 +105,21 @@ export class BrokerHealth {
     this.update(false, since);
   }
 
-  /** A client error while the outage lasts: counted, and reported in the outage's next line. */
-  fold(err: Pick<LibrdKafkaError, 'code' | 'message'>): void {
-    this.lastReason = err.message;
-    this.folded++;
+  /**
+   * A client error that does not end the client, as both data paths report it: a connection error,
+   * or any error while an outage lasts, is folded into the outage's own lines (librdkafka repeats its
+   * connection errors several times a second, and reconnects by itself; an outage of all brokers gets
+   * its own warn line) and logged at debug; any other is a warn line.
+   */
+  onClientError(client: string, err: Pick<LibrdKafkaError, 'code' | 'message'>, now = Date.now()): void {
+    this.onError(err, now);
+    if (this.outage !== undefined || CONNECTION_ERRORS.has(err.code) || CONNECTION_TEXT.test(err.message)) {
+      this.lastReason = err.message;
+      this.folded++;
+      this.log.debug(`${client} error`, { error: err.message, code: err.code });
+    } else {
+      this.log.warn(`${client} error`, { error: err.message, code: err.code });
+    }
   }
 
   private update(up: boolean, now: number): void {

@@ -4,7 +4,6 @@
  * counters into the processor's metrics and its log lines into the logger. JavaScript never sees a record.
  */
 import * as path from 'node:path';
-import { CODES } from 'node-rdkafka';
 import type { ProcessorConfig } from '../config';
 import { EXIT } from '../exit';
 import type { Logger } from '../log';
@@ -33,8 +32,6 @@ const CLOSE_GRACE_MS = 5_000;
  * leaves its clients unclosed then).
  */
 const CLOSE_GRACE_IN_OUTAGE_MS = 500;
-/** librdkafka's connection errors: folded into the broker health's outage lines. */
-const CONNECTION_ERRORS: ReadonlySet<number> = new Set([CODES.ERRORS.ERR__TRANSPORT, CODES.ERRORS.ERR__ALL_BROKERS_DOWN]);
 
 /** What the native data path needs from outside. */
 export interface NativePathOptions {
@@ -214,15 +211,12 @@ export class NativeDataPathProcessor {
 
   /** As the node path: a fatal error was already the loop's failure; connection errors go to the outage's lines. */
   private onClientError(err: NativeClientError): void {
-    this.health.onError(err);
-    if (err.fatal) {
-      this.log.error(`${err.client} error`, { error: err.message, code: err.code, fatal: true });
-    } else if (this.health.outage !== undefined || CONNECTION_ERRORS.has(err.code)) {
-      this.health.fold(err);
-      this.log.debug(`${err.client} error`, { error: err.message, code: err.code });
-    } else {
-      this.log.warn(`${err.client} error`, { error: err.message, code: err.code });
+    if (!err.fatal) {
+      this.health.onClientError(err.client, err);
+      return;
     }
+    this.health.onError(err);
+    this.log.error(`${err.client} error`, { error: err.message, code: err.code, fatal: true });
   }
 
   private count(now: NativeDataPathStats): void {

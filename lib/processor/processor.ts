@@ -44,8 +44,6 @@ const MAX_BATCHES_SCORED_UNSENT = 2;
  * Connection errors librdkafka recovers from by itself: folded into the outage's lines. node-rdkafka
  * hands some over as text alone (code -1).
  */
-const CONNECTION_ERRORS: ReadonlySet<number> = new Set([CODES.ERRORS.ERR__TRANSPORT, CODES.ERRORS.ERR__ALL_BROKERS_DOWN]);
-const CONNECTION_TEXT = /broker transport failure|all broker connections are down/i;
 /** The least time each client gets to disconnect at shutdown, even past the deadline. */
 const SHUTDOWN_DISCONNECT_MIN_MS = 1_000;
 /** How long a fenced producer gets to close before it is left behind. */
@@ -427,22 +425,17 @@ export class StreamProcessor {
   // ---- errors and shutdown ---------------------------------------------------------------------
 
   private onClientError(client: string, err: LibrdKafkaError): void {
-    this.health.onError(err);
-    if (err.isFatal) {
-      // Under exactly-once a fenced producer is replaced by the deliver stage, which sees the same error.
-      if (client === 'producer' && this.exactlyOnce) {
-        this.log.warn('producer error', { error: err.message, code: err.code, fatal: true });
-        return;
-      }
-      this.fail(new Error(`fatal ${client} error: ${err.message}`));
-    } else if (this.health.outage !== undefined || CONNECTION_ERRORS.has(err.code) || CONNECTION_TEXT.test(err.message)) {
-      // Folded into the outage's own lines: librdkafka repeats its connection errors several times a
-      // second, and reconnects by itself; an outage of all brokers gets its own warn line.
-      this.health.fold(err);
-      this.log.debug(`${client} error`, { error: err.message, code: err.code });
-    } else {
-      this.log.warn(`${client} error`, { error: err.message, code: err.code });
+    if (!err.isFatal) {
+      this.health.onClientError(client, err);
+      return;
     }
+    this.health.onError(err);
+    // Under exactly-once a fenced producer is replaced by the deliver stage, which sees the same error.
+    if (client === 'producer' && this.exactlyOnce) {
+      this.log.warn('producer error', { error: err.message, code: err.code, fatal: true });
+      return;
+    }
+    this.fail(new Error(`fatal ${client} error: ${err.message}`));
   }
 
   private fail(err: Error): void {

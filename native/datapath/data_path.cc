@@ -626,7 +626,8 @@ void DataPath::ServeClients() {
 
 bool DataPath::Settle(bool flush) {
   if (in_flight_.empty()) {
-    rd_kafka_poll(consumer_.get(), 0);
+    // Idle too: the producer's statistics and errors would otherwise pile up in its queue.
+    ServeClients();
     return true;
   }
   if (flush) {
